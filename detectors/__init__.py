@@ -1,0 +1,3 @@
+"""outage-radar detection maths: pure Python + River + numpy (no Kafka, no Faust)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""outage-radar stream wiring: the Faust app, topics, agents and commands."""
+
+__all__: list[str] = []

@@ -1,0 +1,210 @@
+"""Settings: one typed, frozen object read from ``RADAR_*`` environment variables.
+
+Nothing else in the project reads ``os.environ`` for configuration. Every setting has a
+sensible default so ``python -m streams worker`` runs against a local broker with no
+configuration at all; production sets ``RADAR_BROKER`` and little else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.errors import ConfigError
+
+PREFIX = "RADAR_"
+
+#: Input topics in the order of ``DESIGN.md``; the value is the default topic name.
+INPUT_TOPICS: tuple[str, ...] = (
+    "transactions",
+    "logins",
+    "otp",
+    "balances",
+    "complaints",
+    "requests",
+    "maintenance",
+    "feedback",
+)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names. Each can be renamed with ``RADAR_TOPIC_<NAME>``."""
+
+    transactions: str = "transactions"
+    logins: str = "logins"
+    otp: str = "otp"
+    balances: str = "balances"
+    complaints: str = "complaints"
+    requests: str = "requests"
+    maintenance: str = "maintenance"
+    feedback: str = "feedback"
+    incidents: str = "incidents"
+    deadletter: str = "deadletter"
+    #: Internal: per-window partial aggregates, keyed by service (stage 1 -> stage 2).
+    windows: str = "radar-windows"
+
+    def inputs(self) -> dict[str, str]:
+        """Input kind -> topic name."""
+        return {kind: getattr(self, kind) for kind in INPUT_TOPICS}
+
+    def all(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to know, with the environment variable that sets it.
+
+    >>> s = Settings.from_env({"RADAR_BROKER": "kafka://k1:9092", "RADAR_WINDOW_SECONDS": "30"})
+    >>> s.broker, s.window_seconds, s.topics.transactions
+    ('kafka://k1:9092', 30.0, 'transactions')
+    """
+
+    #: ``RADAR_BROKER``: Faust URL form, ``kafka://host:port`` (several joined by ``;``).
+    broker: str = "kafka://127.0.0.1:9092"
+    #: ``RADAR_BROKER_FLAVOUR``: ``kafka`` (Apache Kafka) or ``tansu`` (embedded broker quirks on).
+    broker_flavour: str = "kafka"
+    #: ``RADAR_APP_ID``: Faust application id = consumer group and internal topic prefix.
+    app_id: str = "outage-radar"
+    #: ``RADAR_PARTITIONS``: partitions for topics the worker creates.
+    partitions: int = 4
+    #: ``RADAR_REPLICATION``: replication factor for topics the worker creates.
+    replication: int = 1
+    #: ``RADAR_CREATE_TOPICS``: create missing topics at start-up.
+    create_topics: bool = True
+    #: ``RADAR_WINDOW_SECONDS``: tumbling event-time window size.
+    window_seconds: float = 10.0
+    #: ``RADAR_LATENESS_SECONDS``: how far behind a partition's newest event time a record may
+    #: arrive and still be counted; later records go to the dead-letter topic as ``late``.
+    lateness_seconds: float = 5.0
+    #: ``RADAR_IDLE_SECONDS``: wall-clock seconds without records after which a partition stops
+    #: holding back window completion (so one quiet partition cannot stall detection).
+    idle_seconds: float = 5.0
+    #: ``RADAR_MAX_RECORD_BYTES``: larger records are dead-lettered as ``too_large``.
+    max_record_bytes: int = 1_048_576
+    #: ``RADAR_WEB_ENABLED`` / ``RADAR_WEB_PORT``: Faust's web server (health, metrics).
+    web_enabled: bool = False
+    web_port: int = 6066
+    #: ``RADAR_DATA_DIR``: Faust's local state directory.
+    data_dir: str = ".radar"
+    #: ``RADAR_SOURCE``: CloudEvents ``source`` of the incidents this worker emits.
+    source: str = "/outage-radar"
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default: the process environment).
+
+        Unknown ``RADAR_*`` variables are an error, so a typo never silently falls back to a
+        default.
+        """
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        known: set[str] = set()
+        for f in dataclasses.fields(cls):
+            if f.name == "topics":
+                continue
+            name = PREFIX + f.name.upper()
+            known.add(name)
+            if name in env:
+                values[f.name] = _convert(name, env[name], f.type)
+        topic_values: dict[str, str] = {}
+        for f in dataclasses.fields(Topics):
+            name = f"{PREFIX}TOPIC_{f.name.upper()}"
+            known.add(name)
+            if name in env:
+                topic_values[f.name] = _require_topic_name(name, env[name])
+        unknown = sorted(k for k in env if k.startswith(PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(unknown)}; "
+                f"known settings are: {', '.join(sorted(known))}"
+            )
+        settings = cls(**values, topics=Topics(**topic_values))
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not self.broker.startswith(("kafka://", "aiokafka://")):
+            raise ConfigError(
+                f"RADAR_BROKER={self.broker!r} is not a Faust broker URL; "
+                "write it as kafka://host:port (e.g. kafka://127.0.0.1:9092)"
+            )
+        if self.broker_flavour not in ("kafka", "tansu"):
+            raise ConfigError(
+                f"RADAR_BROKER_FLAVOUR={self.broker_flavour!r} is not known; use 'kafka' or 'tansu'"
+            )
+        for name, value, low in (
+            ("RADAR_WINDOW_SECONDS", self.window_seconds, 0.001),
+            ("RADAR_IDLE_SECONDS", self.idle_seconds, 0.001),
+            ("RADAR_LATENESS_SECONDS", self.lateness_seconds, 0.0),
+            ("RADAR_PARTITIONS", self.partitions, 1),
+            ("RADAR_REPLICATION", self.replication, 1),
+            ("RADAR_MAX_RECORD_BYTES", self.max_record_bytes, 1),
+        ):
+            if value < low:
+                raise ConfigError(f"{name}={value!r} is too small; it must be at least {low}")
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` list for kafka-python / aiokafka clients."""
+        hosts = self.broker.split("://", 1)[1]
+        return [h.strip() for h in hosts.replace(",", ";").split(";") if h.strip()]
+
+    @property
+    def window_ms(self) -> int:
+        return round(self.window_seconds * 1000)
+
+    @property
+    def lateness_ms(self) -> int:
+        return round(self.lateness_seconds * 1000)
+
+    def describe(self) -> str:
+        """Human-readable listing (secrets, when there are any, are masked here)."""
+        lines = []
+        for f in dataclasses.fields(self):
+            if f.name != "topics":
+                lines.append(f"{PREFIX}{f.name.upper()}={getattr(self, f.name)}")
+        for k, v in self.topics.all().items():
+            lines.append(f"{PREFIX}TOPIC_{k.upper()}={v}")
+        return "\n".join(lines)
+
+
+def _convert(name: str, raw: str, type_: Any) -> Any:
+    text = raw.strip()
+    kind = type_ if isinstance(type_, str) else getattr(type_, "__name__", str(type_))
+    try:
+        if kind == "bool":
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not a valid {kind}; "
+            + ("use true/false" if kind == "bool" else f"give a number, e.g. {name}=10")
+        ) from None
+    if not text:
+        raise ConfigError(f"{name} is set but empty; unset it to use the default or give a value")
+    return text
+
+
+def _require_topic_name(name: str, raw: str) -> str:
+    text = raw.strip()
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not text or len(text) > 249 or not set(text) <= allowed:
+        raise ConfigError(
+            f"{name}={raw!r} is not a valid Kafka topic name; use 1-249 characters "
+            "from letters, digits, '.', '_' and '-'"
+        )
+    return text
