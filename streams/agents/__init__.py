@@ -1,0 +1,5 @@
+"""Faust agents, one module each. Importing this package registers them on the app."""
+
+from streams.agents import detection, transactions
+
+__all__ = ["detection", "transactions"]

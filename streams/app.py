@@ -1,0 +1,58 @@
+"""The one Faust application of outage-radar, configured from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from streams.broker import TANSU_FAUST_SETTINGS, create_topics, patch_faust_for_tansu
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+settings = Settings.from_env()
+
+
+def faust_config(s: Settings) -> dict[str, Any]:
+    """Faust settings derived from ours (the only place they are written)."""
+    conf: dict[str, Any] = {
+        "broker": s.broker,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "processing_guarantee": "at_least_once",
+        "topic_partitions": s.partitions,
+        "topic_replication_factor": s.replication,
+        "datadir": s.data_dir,
+        "web_enabled": s.web_enabled,
+        "web_port": s.web_port,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_linger_ms": 5,
+        "stream_buffer_maxsize": 16_384,
+        "broker_max_poll_records": 2_000,
+    }
+    if s.broker_flavour == "tansu":
+        conf.update(TANSU_FAUST_SETTINGS)
+    return conf
+
+
+if settings.broker_flavour == "tansu":
+    patch_faust_for_tansu()
+
+app = faust.App(settings.app_id, **faust_config(settings))
+
+
+@app.on_worker_init.connect
+def _create_topics(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    """Create every topic before the worker subscribes (auto-creation gives wrong counts)."""
+    if not settings.create_topics:
+        return
+    made = create_topics(
+        settings.bootstrap_servers,
+        settings.topics.all().values(),
+        partitions=settings.partitions,
+        replication=settings.replication,
+    )
+    if made:
+        log.info("created topics: %s", ", ".join(made))

@@ -1,0 +1,27 @@
+"""Every topic the worker reads or writes, declared once. Names come from settings."""
+
+from __future__ import annotations
+
+from streams.app import app, settings
+
+#: Inputs: raw bytes, so that a record Faust cannot decode is still ours to dead-letter.
+transactions_topic = app.topic(
+    settings.topics.transactions,
+    key_type=bytes,
+    value_type=bytes,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+#: Internal: per-window partial counts and partition watermarks, keyed by service.
+windows_topic = app.topic(
+    settings.topics.windows, key_serializer="raw", value_serializer="json", internal=True
+)
+
+#: Outputs: JSON (CloudEvents incidents keyed by dedup key; dead letters keyed as the input).
+incidents_topic = app.topic(
+    settings.topics.incidents, key_serializer="raw", value_serializer="json"
+)
+deadletter_topic = app.topic(
+    settings.topics.deadletter, key_serializer="raw", value_serializer="json"
+)

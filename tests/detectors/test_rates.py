@@ -1,0 +1,446 @@
+"""Tests for detectors.rates.SuccessRateDrop."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib.util
+import json
+import math
+import random
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from river import checks
+
+from detectors.rates import RateEvidence, SuccessRateDrop
+
+DAY = 288  # five-minute windows per day
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    return sum(rng.random() < p for _ in range(n))
+
+
+def window(successes: int, trials: int) -> dict[str, int]:
+    return {"successes": successes, "trials": trials}
+
+
+def day_night_trials(t: int, rng: random.Random) -> int:
+    """Trials in window t: 5 at the bottom of the night, 2000 at the daily peak, +-20 %."""
+    phase = (math.sin(2 * math.pi * t / DAY) + 1) / 2
+    return max(5, min(2000, round(5 * 400**phase * rng.uniform(0.8, 1.2))))
+
+
+def trained(rate: float, windows: int = 100, trials: int = 1000, **params: Any) -> SuccessRateDrop:
+    """A warm detector whose baseline is `rate` (exact, noiseless windows)."""
+    detector = SuccessRateDrop(**params)
+    for _ in range(windows):
+        detector.learn_one(window(round(rate * trials), trials))
+    assert detector.warm
+    assert detector.expected_rate == pytest.approx(rate, abs=5e-4)
+    return detector
+
+
+def normal_day(
+    rng: random.Random, windows: int, rate: float = 0.98, wobble: float = 0.004, start: int = 0
+) -> Iterator[dict[str, int]]:
+    """Day/night volume; the window's true rate wobbles around `rate` (mild overdispersion)."""
+    for t in range(start, start + windows):
+        n = day_night_trials(t, rng)
+        p = min(0.999, rng.gauss(rate, wobble))
+        yield window(binomial(rng, n, p), n)
+
+
+# ----------------------------------------------------------------- volume awareness
+
+
+def test_three_failures_out_of_four_is_not_an_incident() -> None:
+    detector = trained(0.98)
+    x = window(1, 4)
+    # The score alone is high (75 % failures against 2 %)...
+    assert detector.score_one(x) >= detector.threshold
+    # ...but it is about three failures more than expected, below min_excess.
+    assert detector.explain(x).excess_failures < detector.min_excess
+    assert not detector.is_anomalous(x)
+
+
+def test_four_hundred_failures_out_of_four_thousand_is_an_incident() -> None:
+    detector = trained(0.99)
+    x = window(3600, 4000)
+    assert detector.is_anomalous(x)
+    evidence = detector.explain(x)
+    assert evidence.observed_rate is not None
+    assert evidence.observed_rate == pytest.approx(0.90)
+    assert evidence.excess_failures == pytest.approx(360, abs=2)
+    assert evidence.drop == pytest.approx(0.09, abs=1e-3)
+    assert evidence.observed_rate < evidence.lower_bound
+    assert evidence.score > 40
+
+
+def test_forty_failures_out_of_four_thousand_at_99_percent_is_normal() -> None:
+    detector = trained(0.99)
+    x = window(3960, 4000)
+    assert not detector.is_anomalous(x)
+    assert detector.score_one(x) < 1.0
+    evidence = detector.explain(x)
+    assert evidence.observed_rate is not None
+    assert evidence.lower_bound < evidence.observed_rate < evidence.upper_bound
+
+
+def test_a_significant_but_small_drop_is_not_an_incident() -> None:
+    # 97 % against 99 % over 4000 trials: many standard deviations, but 2 points < min_drop.
+    detector = trained(0.99)
+    x = window(3880, 4000)
+    assert detector.score_one(x) >= detector.threshold
+    assert not detector.is_anomalous(x)
+    assert SuccessRateDrop.from_state(
+        {**detector.state_dict(), "params": {**detector.state_dict()["params"], "min_drop": 0.01}}
+    ).is_anomalous(x)
+
+
+def test_a_rate_that_rose_scores_zero() -> None:
+    detector = trained(0.90)
+    assert detector.score_one(window(1000, 1000)) == 0.0
+    assert detector.explain(window(1000, 1000)).drop < 0
+
+
+# ----------------------------------------------------------------------- simulation
+
+
+def test_no_false_alarm_over_500_day_night_windows() -> None:
+    # Measured over 200 seeds of this simulation: 6 flagged windows in 100,000 (about 6e-5 per
+    # window, at n of 75..120 where the binomial tail is heavier than the normal one), so a
+    # 500-window run is clean with probability about 0.97. This seed is one of the clean ones;
+    # a detector that ignored volume or overdispersion flags many windows here.
+    rng = random.Random(20240319)
+    detector = SuccessRateDrop()
+    flagged = []
+    trials = []
+    for t, x in enumerate(normal_day(rng, 500)):
+        trials.append(x["trials"])
+        if detector.is_anomalous(x):
+            flagged.append((t, x))
+        detector.learn_one(x)
+    assert min(trials) <= 10 and max(trials) >= 1500  # the simulation does swing day/night
+    assert flagged == []
+    assert detector.expected_rate == pytest.approx(0.98, abs=0.005)
+
+
+def test_collapse_is_flagged_in_its_first_window() -> None:
+    rng = random.Random(7)
+    detector = SuccessRateDrop()
+    for x in normal_day(rng, 400):
+        detector.learn_one(x)
+    flags = []
+    for t in range(400, 405):
+        n = max(100, day_night_trials(t, rng))
+        x = window(binomial(rng, n, 0.3), n)
+        flags.append(detector.is_anomalous(x))
+        assert detector.score_one(x) > 10
+        detector.learn_one(x)
+    assert flags == [True] * 5
+
+
+def test_collapse_in_the_first_minute_is_caught_by_the_cold_start_rule() -> None:
+    detector = SuccessRateDrop()
+    x = window(60, 200)
+    assert detector.score_one(x) == 0.0  # warming up: neutral score
+    evidence = detector.explain(x)
+    assert not evidence.warm
+    assert evidence.expected_rate == pytest.approx(detector.prior_rate)  # the prior covers it
+    assert evidence.observed_rate is not None and evidence.observed_rate < evidence.lower_bound
+    assert detector.is_anomalous(x)
+    # A healthy first window, and a mediocre one above the cold-start rate, are not flagged.
+    assert not detector.is_anomalous(window(195, 200))
+    assert not detector.is_anomalous(window(170, 200))
+
+
+def test_protection_keeps_the_baseline_during_a_long_collapse() -> None:
+    rng = random.Random(11)
+    protected = SuccessRateDrop()
+    unprotected = SuccessRateDrop(protect=False)
+    for x in normal_day(rng, 300):
+        protected.learn_one(x)
+        unprotected.learn_one(x)
+    flags = []
+    for t in range(300, 330):
+        n = max(100, day_night_trials(t, rng))
+        x = window(binomial(rng, n, 0.3), n)
+        flags.append(protected.is_anomalous(x))
+        protected.learn_one(x)
+        unprotected.learn_one(x)
+        assert protected.expected_rate > 0.9
+    assert all(flags)
+    assert unprotected.expected_rate < 0.9  # without protection the outage becomes "normal"
+
+
+def test_rebaseline_accepts_a_new_normal() -> None:
+    detector = trained(0.98)
+    new_normal = window(800, 1000)
+    for _ in range(20):
+        assert detector.is_anomalous(new_normal)  # protected: never learned on its own
+        detector.learn_one(new_normal)
+    assert detector.expected_rate > 0.97
+
+    detector.rebaseline()
+    assert detector.n_windows == 0 and not detector.warm
+    assert detector.expected_rate == pytest.approx(detector.prior_rate)
+    for _ in range(detector.warmup + 10):
+        detector.learn_one(new_normal)
+    assert detector.expected_rate == pytest.approx(0.80, abs=0.01)
+    assert not detector.is_anomalous(new_normal)
+    assert detector.is_anomalous(window(300, 1000))  # and still sees a collapse from there
+
+
+def test_rebaseline_to_a_low_rate_avoids_the_cold_start_trap() -> None:
+    # A signal whose normal rate is 40 % is flagged by the cold-start rule against the default
+    # prior; rebaseline(rate=...) (or a fitting prior_rate) is the way out.
+    detector = SuccessRateDrop()
+    x = window(40, 100)
+    assert detector.is_anomalous(x)
+    detector.rebaseline(rate=0.4)
+    assert not detector.is_anomalous(x)
+    for _ in range(10):
+        detector.learn_one(x)
+    assert detector.warm and not detector.is_anomalous(x)
+
+
+def test_overdispersion_is_learned_and_widens_the_judgement() -> None:
+    # Window-to-window the true rate wobbles by 3 points around 90 %: far more than binomial
+    # noise over 1000 trials (about 1 point). A 5-point dip is then ordinary for this segment.
+    rng = random.Random(5)
+    wobbly = SuccessRateDrop(min_drop=0.01)
+    steady = SuccessRateDrop(min_drop=0.01)
+    for _ in range(300):
+        wobbly.learn_one(window(binomial(rng, 1000, rng.gauss(0.90, 0.03)), 1000))
+        steady.learn_one(window(binomial(rng, 1000, 0.90), 1000))
+    assert wobbly.dispersion > 5
+    assert steady.dispersion < 1.5
+    dip = window(850, 1000)
+    assert not wobbly.is_anomalous(dip)
+    assert steady.is_anomalous(dip)
+    assert wobbly.explain(dip).lower_bound < 0.85 < steady.explain(dip).lower_bound
+
+
+def test_a_weak_prior_yields_to_the_first_big_window() -> None:
+    # The prior is 20 pseudo-trials at 95 %; a first window of 2000 trials at 90 % is evidence
+    # about the segment, not against it: the baseline's own uncertainty (1 + n/N) is counted.
+    detector = SuccessRateDrop(warmup=0)
+    first = window(1800, 2000)
+    assert detector.score_one(first) < 2
+    assert not detector.is_anomalous(first)
+    detector.learn_one(first)
+    assert detector.expected_rate == pytest.approx(0.90, abs=0.001)
+    assert detector.dispersion < 2
+    assert not detector.is_anomalous(window(1790, 2000))
+
+
+def test_one_freak_window_does_not_inflate_the_dispersion() -> None:
+    # A single failed trial against a 99.9 % baseline is a z of about 30; capped, it moves D a
+    # little instead of desensitising the detector for hours.
+    detector = trained(0.999)
+    detector.learn_one(window(0, 1))
+    assert detector.dispersion < 1.5
+
+
+# ------------------------------------------------------------ missing data, bad data
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        {},
+        {"successes": 3},
+        {"trials": 4},
+        {"successes": None, "trials": 4},
+        {"V1": 0.5, "Amount": 12.0},
+        {"successes": 0, "trials": 0},
+    ],
+)
+def test_missing_counts_and_empty_windows_are_neutral(x: dict[str, Any]) -> None:
+    for detector in (SuccessRateDrop(), trained(0.98)):
+        before = detector.state_dict()
+        assert detector.score_one(x) == 0.0
+        assert detector.is_anomalous(x) is False
+        detector.learn_one(x)
+        assert detector.state_dict() == before  # not learned
+        evidence = detector.explain(x)
+        assert evidence.observed_rate is None
+        assert (evidence.lower_bound, evidence.upper_bound) == (0.0, 1.0)
+        assert evidence.trials == 0 and evidence.score == 0.0
+
+
+def test_warm_up_is_neutral() -> None:
+    detector = SuccessRateDrop(warmup=6)
+    for _ in range(5):
+        detector.learn_one(window(970, 1000))
+    assert detector.score_one(window(900, 1000)) == 0.0
+    detector.learn_one(window(970, 1000))
+    assert detector.warm
+    assert detector.score_one(window(900, 1000)) > 4
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        {"successes": 5, "trials": 4},
+        {"successes": -1, "trials": 4},
+        {"successes": 1.5, "trials": 4},
+        {"successes": 1, "trials": float("nan")},
+        {"successes": "three", "trials": 4},
+    ],
+)
+def test_impossible_counts_raise(x: dict[str, Any]) -> None:
+    detector = SuccessRateDrop()
+    for method in (detector.score_one, detector.learn_one, detector.is_anomalous):
+        with pytest.raises(ValueError, match="successes"):
+            method(x)
+
+
+def test_invalid_parameters_raise() -> None:
+    with pytest.raises(ValueError, match="prior_rate"):
+        SuccessRateDrop(prior_rate=1.0)
+    with pytest.raises(ValueError, match="half_life"):
+        SuccessRateDrop(half_life=0)
+    with pytest.raises(ValueError, match="prior_strength"):
+        SuccessRateDrop(prior_strength=0)
+
+
+# ---------------------------------------------------------------------- checkpoints
+
+
+def test_state_round_trip_through_json_gives_identical_scores() -> None:
+    rng = random.Random(3)
+    detector = SuccessRateDrop(half_life=30.0)
+    for x in normal_day(rng, 200):
+        detector.learn_one(x)
+    restored = SuccessRateDrop.from_state(json.loads(json.dumps(detector.state_dict())))
+    assert restored.state_dict() == detector.state_dict()
+    assert repr(restored) == repr(detector)
+
+    stream = [*normal_day(rng, 100, start=200), window(30, 100), window(1, 4)]
+    for x in stream:
+        assert restored.score_one(x) == detector.score_one(x)
+        assert restored.is_anomalous(x) == detector.is_anomalous(x)
+        assert restored.explain(x) == detector.explain(x)
+        restored.learn_one(x)
+        detector.learn_one(x)
+    assert restored.state_dict() == detector.state_dict()
+
+
+def test_state_round_trip_of_a_fresh_detector() -> None:
+    detector = SuccessRateDrop()
+    restored = SuccessRateDrop.from_state(json.loads(json.dumps(detector.state_dict())))
+    x = window(190, 200)
+    restored.learn_one(x)
+    detector.learn_one(x)
+    assert restored.state_dict() == detector.state_dict()
+
+
+def test_unknown_state_version_is_refused() -> None:
+    with pytest.raises(ValueError, match="version"):
+        SuccessRateDrop.from_state({**SuccessRateDrop().state_dict(), "version": 99})
+
+
+def test_evidence_is_frozen() -> None:
+    evidence = SuccessRateDrop().explain(window(1, 2))
+    assert isinstance(evidence, RateEvidence)
+    with pytest.raises(AttributeError):
+        evidence.score = 1.0  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------- River conformance
+
+
+class _Dataset:
+    """A re-iterable list of (x, y), as River's checks expect of their datasets."""
+
+    def __init__(self, rows: list[tuple[dict[str, Any], int]]) -> None:
+        self.rows = rows
+
+    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
+        return iter(self.rows)
+
+
+@functools.cache
+def _credit_card_like(size: int) -> _Dataset:
+    """Shaped like River's CreditCard stream: 30 float features, rare positives, no counts."""
+    rng = random.Random(size)
+    rows = []
+    for t in range(size):
+        x = {"Time": float(t), "Amount": rng.expovariate(1 / 80)}
+        x.update({f"V{i}": rng.gauss(0, 1) for i in range(1, 29)})
+        rows.append((x, int(t % 97 == 50)))
+    return _Dataset(rows)
+
+
+@functools.cache
+def _payment_windows(size: int) -> _Dataset:
+    """Our own data: windows at ~98 %, with a collapse (label 1) every 100 windows."""
+    rng = random.Random(size + 1)
+    rows = []
+    for t in range(size):
+        outage = t % 100 >= 95
+        n = rng.randint(20, 300)
+        k = binomial(rng, n, 0.3 if outage else 0.98)
+        rows.append(({"successes": k, "trials": n, "latency_ms": rng.uniform(50, 400)}, outage))
+    return _Dataset([(x, int(y)) for x, y in rows])
+
+
+def _datasets(model: Any, scale: int = 1) -> Iterator[_Dataset]:
+    yield _credit_card_like(1000 * scale)
+    yield _payment_windows(1000 * scale)
+
+
+def _roc_auc_score(labels: list[int], scores: list[float]) -> float:
+    """ROC AUC as the Mann-Whitney probability that a positive outscores a negative (ties 1/2)."""
+    positives = [s for y, s in zip(labels, scores, strict=True) if y]
+    negatives = [s for y, s in zip(labels, scores, strict=True) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+@pytest.mark.parametrize("params", list(SuccessRateDrop._unit_test_params()), ids=str)
+def test_river_checks(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # River's dataset checks stream `datasets.CreditCard` (a ~150 MB download) and import
+    # scikit-learn, neither of which this project installs. Every check still runs: the datasets
+    # are replaced by a CreditCard-shaped stream (arbitrary features, no counts: the detector
+    # must stay neutral and not raise) and by payment windows with labelled outages; and
+    # check_roc_auc, which only needs `sklearn.metrics.roc_auc_score`, gets an exact stand-in
+    # when scikit-learn is absent.
+    monkeypatch.setattr(checks, "_yield_datasets", _datasets)
+    if importlib.util.find_spec("sklearn") is None:
+        metrics = types.ModuleType("sklearn.metrics")
+        metrics.roc_auc_score = _roc_auc_score  # type: ignore[attr-defined]
+        sklearn = types.ModuleType("sklearn")
+        sklearn.metrics = metrics  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "sklearn", sklearn)
+        monkeypatch.setitem(sys.modules, "sklearn.metrics", metrics)
+
+    model = SuccessRateDrop(**params)
+    ran = []
+    for check in checks.yield_checks(model):
+        if check.__name__ in model._unit_test_skips():
+            continue
+        try:
+            check(copy.deepcopy(model))
+        except Exception as error:
+            raise AssertionError(f"River check {check.__name__} failed") from error
+        ran.append(check.__name__)
+    assert {"check_roc_auc", "check_emerging_features", "check_bounded_memory_growth"} <= set(ran)
+    assert len(ran) >= 30
+
+
+def test_scores_rank_outages_above_normal_windows() -> None:
+    # What check_roc_auc asks (>= 0.5) is trivially met by a neutral score; ask for real ranking.
+    detector = SuccessRateDrop()
+    scores, labels = [], []
+    for x, y in _payment_windows(2000):
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+        labels.append(y)
+    assert _roc_auc_score(labels, scores) > 0.99
