@@ -358,7 +358,7 @@ class SuccessRateDrop(base.AnomalyDetector):
         if self._n_windows < self.warmup:
             return k / n < self.COLD_START_MAX_RATE
         var = n * p * (1.0 - p) * self.dispersion * (1.0 + n / big_n)
-        return excess - 0.5 >= self.threshold * math.sqrt(var)
+        return excess >= self.threshold * math.sqrt(var)
 
     def explain(self, x: Mapping[Any, Any]) -> RateEvidence:
         """The window against the baseline, as an incident reports it.

@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import sys
+
+
+def prepare_worker() -> None:
+    """Before ``worker`` starts: create missing topics (auto-creation gets counts wrong).
+
+    Skipped with ``RADAR_CREATE_TOPICS=false`` (e.g. when a deployment step made them).
+    """
+    from streams.app import settings
+    from streams.broker import create_topics
+    from streams.errors import BrokerError
+
+    if not settings.create_topics:
+        return
+    try:
+        made = create_topics(
+            settings.bootstrap_servers,
+            settings.topics.all().values(),
+            partitions=settings.partitions,
+            replication=settings.replication,
+        )
+    except Exception as exc:  # kafka-python's errors, translated at this boundary
+        raise BrokerError(
+            f"cannot create topics on RADAR_BROKER={settings.broker} ({exc}); is the broker "
+            "running? Start one with `python -m streams broker`, or point RADAR_BROKER at yours"
+        ) from exc
+    if made:
+        print(f"created topics: {', '.join(made)}", file=sys.stderr)
+
 
 def main() -> None:
-    from streams import commands  # noqa: F401  (registers the commands)
-    from streams.app import app
+    from streams.errors import RadarError
 
+    try:
+        from streams import commands  # noqa: F401  (registers the agents and commands)
+        from streams.app import app
+
+        if "worker" in sys.argv[1:2]:
+            prepare_worker()
+    except RadarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     app.main()
 
 

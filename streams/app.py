@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import faust
 
-from streams.broker import TANSU_FAUST_SETTINGS, create_topics, patch_faust_for_tansu
+from streams.broker import TANSU_FAUST_SETTINGS, patch_faust_for_tansu
 from streams.settings import Settings
-
-log = logging.getLogger(__name__)
 
 settings = Settings.from_env()
 
@@ -41,18 +38,3 @@ if settings.broker_flavour == "tansu":
     patch_faust_for_tansu()
 
 app = faust.App(settings.app_id, **faust_config(settings))
-
-
-@app.on_worker_init.connect
-def _create_topics(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    """Create every topic before the worker subscribes (auto-creation gives wrong counts)."""
-    if not settings.create_topics:
-        return
-    made = create_topics(
-        settings.bootstrap_servers,
-        settings.topics.all().values(),
-        partitions=settings.partitions,
-        replication=settings.replication,
-    )
-    if made:
-        log.info("created topics: %s", ", ".join(made))

@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -129,17 +130,20 @@ def run_demo(
         stopping = True
 
     old = signal.signal(signal.SIGTERM, on_signal)
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="radar-demo-") as data:
         say(f"embedded broker (Tansu) on {broker.bootstrap}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RADAR_")}
         env.update(broker.env())
-        env["RADAR_DATA_DIR"] = os.path.join(".radar", f"demo-{os.getpid()}")
+        env["RADAR_DATA_DIR"] = data
         settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("RADAR_")})
         create_topics(broker.bootstrap, settings.topics.all().values(), settings.partitions)
         try:
+            worker_log = open(os.path.join(data, "worker.log"), "wb")  # noqa: SIM115
             worker = subprocess.Popen(
-                [sys.executable, "-m", "streams", "worker", "-l", "warning"],
+                [sys.executable, "-m", "streams", "worker", "-l", "warn"],
                 env=env,
+                stdout=worker_log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             say(f"worker started (pid {worker.pid}); window {settings.window_seconds:g} s")
@@ -168,7 +172,9 @@ def run_demo(
             last_progress = 0.0
             while not stopping:
                 if worker.poll() is not None:
-                    say(f"the worker exited with code {worker.returncode}; stopping")
+                    say(f"the worker exited with code {worker.returncode}; its log ends:")
+                    with open(worker_log.name, errors="replace") as f:
+                        print("\n".join(f.read().splitlines()[-30:]), flush=True)
                     break
                 if not done_sending:
                     horizon = plan.start_ms + (time.monotonic() - wall0) * speed * 1000
@@ -207,6 +213,8 @@ def run_demo(
             incidents = locals().get("incidents", [])
         finally:
             _stop(worker)
+            if worker is not None:
+                worker_log.close()
             signal.signal(signal.SIGTERM, old)
     return _summary(say, plan, incidents, time.monotonic() - started)
 
