@@ -91,8 +91,8 @@ class SuccessRateDrop(base.AnomalyDetector):
     Scoring and deciding are separate. `is_anomalous` requires, besides `score >= threshold`, that
     the drop matters in practice: `drop >= min_drop` success-rate points **and**
     `excess_failures >= min_excess`. That is the volume-awareness: 3 failures out of 4 trials at
-    night are not a 75 % failure rate that pages someone (1 excess failure), whereas 400 failures
-    out of 4000 against a 99 % baseline are.
+    night against a 98 % baseline are not a 75 % failure rate that pages someone (under 3 failures
+    beyond the 0.08 expected), whereas 400 failures out of 4000 against a 99 % baseline are.
 
     When it works: rates that are stable at the scale of the half-life, fed one window at a time
     in event-time order, with sudden drops (a collapse, a level shift down) to detect. It is fast
@@ -111,7 +111,8 @@ class SuccessRateDrop(base.AnomalyDetector):
       `is_anomalous` applies a cold-start rule (observed rate below 0.5 with at least `min_excess`
       excess failures and `min_drop`), so a collapse in the first minute is caught. A segment
       whose *normal* rate is far below `prior_rate` (below 0.5 in particular) needs a fitting
-      `prior_rate`, otherwise its first windows are flagged and, protected, never learned.
+      `prior_rate` (or `rebaseline(rate=...)`), otherwise its first windows are flagged and,
+      protected, never learned.
     * Windows must be counts of one segment; mixing segments in one detector mixes baselines.
 
     Missing `successes` or `trials` (or None) is not an error: the window is neutral (score 0.0)
@@ -358,7 +359,7 @@ class SuccessRateDrop(base.AnomalyDetector):
         if self._n_windows < self.warmup:
             return k / n < self.COLD_START_MAX_RATE
         var = n * p * (1.0 - p) * self.dispersion * (1.0 + n / big_n)
-        return excess >= self.threshold * math.sqrt(var)
+        return excess - 0.5 >= self.threshold * math.sqrt(var)
 
     def explain(self, x: Mapping[Any, Any]) -> RateEvidence:
         """The window against the baseline, as an incident reports it.

