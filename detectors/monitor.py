@@ -170,7 +170,12 @@ class TransactionMonitor:
             det = self.detector(seg)
             x = _rate_input(rollups[seg].counts)
             ev = evidence[seg]
-            normal = ev.score < self.normal_score or ev.drop < det.min_drop / 2
+            # Clearly normal: not flagged, judged by a warm baseline, and no real drop.
+            normal = (
+                seg not in flagged
+                and ev.warm
+                and (ev.score < self.normal_score or ev.drop < det.min_drop / 2)
+            )
             life = self.lifecycles.get(seg)
             if life is None:
                 life = self.lifecycles[seg] = IncidentLifecycle(**self.lifecycle_params)

@@ -86,7 +86,8 @@ class PartitionWindows:
 
     @property
     def watermark_ms(self) -> int | None:
-        """Newest event time minus lateness: nothing older than this is accepted."""
+        """Newest event time minus lateness. A record is accepted while its window ends after
+        the last window boundary at or before this time; windows ending there are closed."""
         if self.max_event_ms is None:
             return None
         return self.max_event_ms - self.lateness_ms
@@ -96,6 +97,12 @@ class PartitionWindows:
         ws = ts_ms - ts_ms % self.size_ms
         if self.closed_until_ms is not None and ws < self.closed_until_ms:
             return False
+        if self.max_event_ms is not None:
+            # Late by the watermark itself, whether or not pop_closed ran since: this keeps
+            # the windows independent of how records are batched.
+            wm = self.max_event_ms - self.lateness_ms
+            if ws + self.size_ms <= wm - wm % self.size_ms:
+                return False
         if self.max_event_ms is None or ts_ms > self.max_event_ms:
             self.max_event_ms = ts_ms
         window = self._open.get(ws)

@@ -8,6 +8,7 @@ configuration at all; production sets ``RADAR_BROKER`` and little else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -146,6 +147,8 @@ class Settings:
             ("RADAR_REPLICATION", self.replication, 1),
             ("RADAR_MAX_RECORD_BYTES", self.max_record_bytes, 1),
         ):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name}={value!r} is not a finite number; give e.g. {name}=10")
             if value < low:
                 raise ConfigError(f"{name}={value!r} is too small; it must be at least {low}")
 

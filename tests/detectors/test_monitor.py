@@ -234,16 +234,6 @@ def test_services_are_independent() -> None:
     assert [c.segment for c in opens] == [Segment(SERVICE, "partner_bank", "ACB")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "BUG detectors/monitor.py _process_service: during a segment's warm-up the cold-start "
-        "rule flags a collapse (is_anomalous True) while score_one is 0.0, so "
-        "normal = ev.score < normal_score is also True and IncidentLifecycle.update raises "
-        "'both anomalous and normal'"
-    ),
-)
 def test_new_bank_appearing_in_a_collapse_opens_an_incident() -> None:
     rng = np.random.default_rng(10)
     m = TransactionMonitor(WINDOW_MS)
@@ -253,3 +243,25 @@ def test_new_bank_appearing_in_a_collapse_opens_an_incident() -> None:
     assert [(c.action, c.segment) for c in changes] == [
         ("open", Segment(SERVICE, "partner_bank", "NEWB"))
     ]
+
+
+def test_collapse_in_the_very_first_window_opens_an_incident() -> None:
+    """Cold start: a segment's first windows are judged by the prior (rates.py cold-start rule)."""
+    m = TransactionMonitor(WINDOW_MS)
+    cells = {cell_key(SERVICE, "ACB", "north", "app"): [10, 90, 0, 0]}
+    changes = m.process(AssembledWindow(T0, {SERVICE: cells}))
+    assert [(c.action, c.segment) for c in changes] == [
+        ("open", Segment(SERVICE, "partner_bank", "ACB"))
+    ]
+    # it stays open while the collapse lasts; after recovery it resolves once the baseline
+    # has warmed up on normal windows (warm-up 6 + hold-down 3)
+    later: list[tuple[int, IncidentChange]] = []
+    for i in range(1, 20):
+        counts = [10, 90, 0, 0] if i < 4 else [197, 3, 0, 0]
+        cells = {cell_key(SERVICE, "ACB", "north", "app"): counts}
+        later += [(i, c) for c in m.process(AssembledWindow(T0 + i * WINDOW_MS, {SERVICE: cells}))]
+    assert [(c.action, c.segment.label) for _, c in later] == [
+        ("resolve", "wallet/partner_bank=ACB")
+    ]
+    assert 4 + 3 <= later[0][0] <= 4 + 10
+    assert later[0][1].dedup_key == changes[0].dedup_key
