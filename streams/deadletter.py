@@ -8,6 +8,8 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.records import DeadLetter, to_wire
+
 log = logging.getLogger(__name__)
 
 WORKER = socket.gethostname()
@@ -25,18 +27,19 @@ def dead_letter(
     value: bytes | None,
 ) -> dict[str, Any]:
     """The dead-letter record (``schemas/deadletter.v1.json``) for one bad input record."""
-    return {
-        "reason": reason,
-        "error_kind": error_kind,
-        "source_topic": source_topic,
-        "partition": partition,
-        "offset": offset,
-        "timestamp_ms": timestamp_ms,
-        "key_b64": None if key is None else base64.b64encode(key).decode("ascii"),
-        "value_b64": base64.b64encode(value or b"").decode("ascii"),
-        "detected_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "worker": WORKER,
-    }
+    record = DeadLetter(
+        reason=reason,
+        error_kind=error_kind,
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        timestamp_ms=timestamp_ms if timestamp_ms is not None and timestamp_ms >= 0 else None,
+        key_b64=None if key is None else base64.b64encode(key).decode("ascii"),
+        value_b64=base64.b64encode(value or b"").decode("ascii"),
+        detected_at=datetime.now(UTC),
+        worker=WORKER,
+    )
+    return to_wire(record)
 
 
 async def send_dead_letter(topic: Any, event: Any, error_kind: str, reason: str) -> None:

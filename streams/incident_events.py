@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detectors.monitor import IncidentChange
+from streams.records import IncidentData, IncidentEvent, IncidentPayload, to_wire
 
 #: Namespace of the deterministic event ids (uuid5).
 ID_NAMESPACE = uuid.UUID("5b8f3f0e-9d0c-4c53-9a57-4f1c0e6b2a11")
@@ -59,26 +60,26 @@ def incident_event(change: IncidentChange, source: str) -> dict[str, Any]:
         "windows_open": change.windows_open,
         "probable_cause": change.cause,
     }
-    return {
-        "specversion": "1.0",
-        "id": event_id(change),
-        "source": source,
-        "type": EVENT_TYPES[change.action],
-        "time": iso_ms(change.window_end_ms),
-        "subject": change.segment.label,
-        "datacontenttype": "application/json",
-        "data": {
-            "event_action": PD_ACTIONS[change.action],
-            "dedup_key": change.dedup_key,
-            "payload": {
-                "summary": change.summary[:1024],
-                "severity": change.severity,
-                "source": change.segment.label,
-                "timestamp": iso_ms(change.window_end_ms),
-                "component": change.segment.service,
-                "group": change.segment.dimension or "service",
-                "class": change.cause_class,
-                "custom_details": details,
-            },
-        },
-    }
+    ended = datetime.fromtimestamp(change.window_end_ms / 1000, tz=UTC)
+    event = IncidentEvent(
+        id=event_id(change),
+        source=source,
+        type=EVENT_TYPES[change.action],
+        time=ended,
+        subject=change.segment.label,
+        data=IncidentData(
+            event_action=PD_ACTIONS[change.action],
+            dedup_key=change.dedup_key,
+            payload=IncidentPayload(
+                summary=change.summary[:1024],
+                severity=change.severity,
+                source=change.segment.label,
+                timestamp=ended,
+                component=change.segment.service,
+                group=change.segment.dimension or "service",
+                class_=change.cause_class,
+                custom_details=details,
+            ),
+        ),
+    )
+    return to_wire(event)

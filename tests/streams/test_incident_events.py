@@ -21,7 +21,7 @@ from streams.schemas import load_schema, validator
 WINDOW_MS = 60_000
 T0 = 1_760_860_800_000
 SOURCE = "/outage-radar"
-RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 
 def window(rng: np.random.Generator, i: int, bad: bool) -> AssembledWindow:
@@ -64,7 +64,7 @@ def assert_valid(event: dict[str, Any], reference: jsonschema.Draft202012Validat
     assert validator("incident")(event) == event
     # formats, checked here too (jsonschema checks date-time only with optional packages)
     for stamp in (event["time"], event["data"]["payload"]["timestamp"]):
-        assert RFC3339_MS.match(stamp), stamp
+        assert RFC3339_UTC.match(stamp), stamp
         datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
@@ -125,7 +125,7 @@ def test_open_event_contents(changes: list[IncidentChange]) -> None:
     assert event["source"] == "/radar/eu"
     assert event["type"] == EVENT_TYPES["open"] == "dev.outage-radar.incident.triggered"
     assert event["subject"] == "wallet/partner_bank=ACB"
-    assert event["time"] == iso_ms(opened.window_end_ms)
+    assert datetime.fromisoformat(event["time"]).timestamp() * 1000 == opened.window_end_ms
     data = event["data"]
     assert data["event_action"] == "trigger"
     assert data["dedup_key"] == opened.dedup_key
@@ -192,7 +192,7 @@ def test_iso_ms_round_trips() -> None:
         rng.randrange(946_684_800_000, 4_102_444_800_000) for _ in range(2000)
     ]:
         text = iso_ms(ms)
-        assert RFC3339_MS.match(text)
+        assert RFC3339_UTC.match(text)
         back = datetime.fromisoformat(text.replace("Z", "+00:00"))
         assert back.tzinfo is not None and back.utcoffset() == UTC.utcoffset(None)
         assert round(back.timestamp() * 1000) == ms
