@@ -122,14 +122,19 @@ def run_demo(
 
     started = time.monotonic()
     say = _printer()
+    incidents: list[dict[str, Any]] = []
     worker: subprocess.Popen[bytes] | None = None
     stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
+        if stopping:  # a second Ctrl-C: stop waiting for a clean shutdown
+            raise KeyboardInterrupt
         stopping = True
+        say(f"{signal.Signals(signum).name}: stopping the worker and the broker")
 
-    old = signal.signal(signal.SIGTERM, on_signal)
+    # Our own handlers: Faust's event loop owns SIGINT otherwise, and this loop blocks it.
+    old_handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     with EmbeddedBroker() as broker, tempfile.TemporaryDirectory(prefix="radar-demo-") as data:
         say(f"embedded broker (Tansu) on {broker.bootstrap}")
         env = {k: v for k, v in os.environ.items() if not k.startswith("RADAR_")}
@@ -164,7 +169,6 @@ def run_demo(
                 f"{c.success_rate:.0%} from {hhmm(plan.collapse_start_ms)} to "
                 f"{hhmm(plan.collapse_end_ms)}"
             )
-            incidents: list[dict[str, Any]] = []
             sent = 0
             wall0 = time.monotonic()
             gen = traffic(plan)
@@ -210,12 +214,12 @@ def run_demo(
         except KeyboardInterrupt:
             stopping = True
             say("interrupted; stopping")
-            incidents = locals().get("incidents", [])
         finally:
             _stop(worker)
             if worker is not None:
                 worker_log.close()
-            signal.signal(signal.SIGTERM, old)
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
     return _summary(say, plan, incidents, time.monotonic() - started)
 
 

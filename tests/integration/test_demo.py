@@ -35,3 +35,29 @@ def test_demo_catches_the_injected_outage_and_cleans_up() -> None:
     assert "incidents elsewhere: none" in out
     after = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
     assert set(after.stdout.split()) <= set(before.stdout.split()), "processes left behind"
+
+
+def test_demo_ctrl_c_stops_everything() -> None:
+    import signal
+    import time
+
+    before = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
+    with subprocess.Popen(
+        [sys.executable, "-m", "streams", "demo"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "worker started" in line:
+                break
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert "SIGINT: stopping" in out and "summary after" in out, "".join(lines) + out
+    after = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
+    assert set(after.stdout.split()) <= set(before.stdout.split()), "processes left behind"
