@@ -22,6 +22,7 @@ from typing import Any
 import fastjsonschema
 
 from streams.errors import ConfigError
+from streams.settings import INPUT_TOPICS
 
 __all__ = [
     "INPUT_SCHEMAS",
@@ -36,17 +37,8 @@ __all__ = [
 
 #: Version suffix of the schema files this code speaks (``<name>.v1.json``).
 SCHEMA_VERSION = "v1"
-#: Schemas of the input topics, in the order of ``DESIGN.md``.
-INPUT_SCHEMAS: tuple[str, ...] = (
-    "transactions",
-    "logins",
-    "otp",
-    "balances",
-    "complaints",
-    "requests",
-    "maintenance",
-    "feedback",
-)
+#: Schemas of the input topics, in the order of ``DESIGN.md`` (one per input topic).
+INPUT_SCHEMAS: tuple[str, ...] = INPUT_TOPICS
 #: Schemas of what the worker writes.
 OUTPUT_SCHEMAS: tuple[str, ...] = ("incident", "deadletter")
 SCHEMA_NAMES: tuple[str, ...] = INPUT_SCHEMAS + OUTPUT_SCHEMAS
