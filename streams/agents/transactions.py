@@ -91,13 +91,22 @@ async def count_transactions(stream: Any) -> None:
             msg = event.message
             try:
                 rec = decode(KIND, event.value, max_bytes=max_bytes)
+                pw = windows_for(msg.partition)
+                key = cell_key(
+                    rec["service"], rec.get("partner_bank"), rec["region"], rec["channel"]
+                )
+                accepted = pw.add(rec["event_time"], key, TXN_INDEX[rec["status"]])
             except InvalidRecord as exc:
                 stats["dead_letters"] += 1
                 await send_dead_letter(deadletter_topic, event, exc.kind, exc.reason)
                 continue
-            pw = windows_for(msg.partition)
-            key = cell_key(rec["service"], rec.get("partner_bank"), rec["region"], rec["channel"])
-            if not pw.add(rec["event_time"], key, TXN_INDEX[rec["status"]]):
+            except Exception as exc:  # a bug must not ack the record away: keep it
+                log.exception("cannot count %s@%s/%s", msg.topic, msg.partition, msg.offset)
+                stats["dead_letters"] += 1
+                reason = f"transactions record: internal error {type(exc).__name__}: {exc}"
+                await send_dead_letter(deadletter_topic, event, "internal", reason)
+                continue
+            if not accepted:
                 stats["late"] += 1
                 reason = (
                     f"transactions record: event_time {rec['event_time']} is older than the "
