@@ -201,22 +201,27 @@ def test_same_collapse_at_volume_does_page() -> None:
     assert [c.segment for c in opens] == [Segment(SERVICE, "partner_bank", "LOUD")]
 
 
-def test_no_incidents_over_day_night_volume_swings() -> None:
-    # Measured with this simulation over seeds 0..19: 7 runs of 300 windows open one short
-    # incident (resolved 3 windows later), all at 60..140 trials where ~1 failure is expected
-    # and 6..9 occur: the binomial tail that detectors/rates.py documents, multiplied by the
-    # ten segments a service has. This seed is a clean run; min_excess=0 on seeds 100..109
-    # opens 14 incidents where the defaults open none.
-    rng = np.random.default_rng(8)
-    m = TransactionMonitor(WINDOW_MS)
-    windows = []
-    for i in range(300):
-        phase = (math.sin(2 * math.pi * i / 100) + 1) / 2  # a "day" every 100 windows
-        volume = 0.5 + 80 * phase**2  # ~12 transactions a window at night, ~1900 at peak
-        windows.append(make_window(rng, i, volume=volume))
-    assert sum(sum(c[0] + c[1] for c in w.groups[SERVICE].values()) for w in windows) > 100_000
-    assert run(m, windows) == []
-    assert m.windows_seen == 300
+def test_false_incidents_over_day_night_volume_swings_are_rare_and_only_at_low_volume() -> None:
+    # Known weakness, stated rather than hidden behind a lucky seed: judged one window at a
+    # time, a low-volume segment (~60..140 trials, ~1 failure expected, 6..9 seen) sometimes
+    # crosses the thresholds. Measured (this simulation, 300 windows a run): seeds 0..19 open
+    # 7 false incidents, seeds 100..139 open 3; the largest had 139 trials. Pooling evidence
+    # across windows (issue 4) is the fix. Until then this pins the rate and the shape: at most
+    # 10 over seeds 0..19, and never one at a busy window (>= 200 trials).
+    false_incidents = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        m = TransactionMonitor(WINDOW_MS)
+        windows = []
+        for i in range(300):
+            phase = (math.sin(2 * math.pi * i / 100) + 1) / 2  # a "day" every 100 windows
+            volume = 0.5 + 80 * phase**2  # ~12 transactions a window at night, ~1900 at peak
+            windows.append(make_window(rng, i, volume=volume))
+        false_incidents += [c for _, c in run(m, windows) if c.action == "open"]
+    assert len(false_incidents) <= 10, [c.summary for c in false_incidents]
+    assert all(c.evidence.trials < 200 for c in false_incidents), [
+        c.summary for c in false_incidents
+    ]
 
 
 def test_services_are_independent() -> None:
