@@ -155,8 +155,8 @@ def test_no_false_alarm_over_500_day_night_windows() -> None:
     # Measured over 200 seeds of this simulation (random start in the day): 6 flagged windows in
     # 100,000, one each in 6 runs, all at 59..160 trials where only 1..3 failures are expected
     # and the binomial tail is heavier than the normal one. A 500-window run is thus clean with
-    # probability about 0.97; this seed is a clean one. The fleet test below is the one that
-    # tells the guards apart.
+    # probability about 0.97, and one flagged window is within the measured behaviour whatever
+    # the seed. The fleet test below pins the rate and tells the guards apart.
     rng = random.Random(20240319)
     detector = SuccessRateDrop()
     flagged = []
@@ -167,7 +167,7 @@ def test_no_false_alarm_over_500_day_night_windows() -> None:
             flagged.append((t, x))
         detector.learn_one(x)
     assert min(trials) <= 10 and max(trials) >= 1500  # the simulation does swing day/night
-    assert flagged == []
+    assert len(flagged) <= 1, flagged
     assert detector.expected_rate == pytest.approx(0.98, abs=0.005)
 
 
