@@ -13,6 +13,8 @@ Quirks measured on Tansu v0.6.0 (see ``shared/TANSU.md``) and handled here:
   are low: :func:`true_end_offsets` corrects them from the Fetch high watermark.
 * Auto-created topics get 4 partitions: :func:`create_topics` creates every topic first.
 * Idempotent producers cannot start: producers set ``enable_idempotence=False``.
+* ListOffsets(timestamp) answers offset 0 (and the current time) for any timestamp, even
+  one after the newest record: :func:`offsets_for_time` falls back to the beginning there.
 """
 
 from __future__ import annotations
@@ -289,6 +291,36 @@ def true_end_offsets(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int]
         for tp, pos in saved.items():
             consumer.seek(tp, pos)
     return result
+
+
+#: A timestamp after every real record: Kafka answers ListOffsets for it with "no offset".
+_FAR_FUTURE_MS = 1 << 62
+
+
+def offsets_for_time(consumer: Any, partitions: Iterable[Any], ms: int) -> dict[Any, int]:
+    """Per partition, an offset from which every record with timestamp >= ``ms`` is read.
+
+    On Apache Kafka this is ``offsets_for_times`` (the end offset where no record is that
+    late). Tansu answers every time lookup with offset 0 and the current time, even for a
+    time after its newest record; that is detected with a lookup of a far-future time
+    (Kafka answers it with no offset) and the beginning offsets are used instead. The
+    result is a lower bound either way: callers still filter records by timestamp. The
+    consumer must have the partitions assigned (no group).
+    """
+    from kafka.errors import KafkaError
+
+    tps = list(partitions)
+    beginning: dict[Any, int] = consumer.beginning_offsets(tps)
+    try:
+        found = consumer.offsets_for_times(dict.fromkeys(tps, ms))
+        probe = consumer.offsets_for_times(dict.fromkeys(tps, _FAR_FUTURE_MS))
+    except (KafkaError, ValueError):  # old broker without time lookups, or a timeout
+        return beginning
+    if any(answer is not None for answer in probe.values()):  # Tansu: lookups unusable
+        return beginning
+    missing = [tp for tp in tps if found.get(tp) is None]
+    ends = true_end_offsets(consumer, missing) if missing else {}
+    return {tp: ends[tp] if tp in ends else found[tp].offset for tp in tps}
 
 
 def patch_faust_for_tansu() -> None:

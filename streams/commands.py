@@ -9,7 +9,8 @@ from typing import Any
 
 from faust.cli import AppCommand, option
 
-from streams import agents  # noqa: F401  (registers the agents on the app)
+# Imported for their side effects: the agents and commands register on the app.
+from streams import agents, record, replay  # noqa: F401
 from streams.app import app
 from streams.errors import RadarError
 

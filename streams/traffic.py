@@ -197,9 +197,9 @@ class TrafficWriter:
 
     def close(self) -> None:
         for f in self._files.values():
-            buffer = getattr(f, "buffer", None)
+            # GzipFile does not close the file object it was given; take it before closing.
+            inner = getattr(getattr(f, "buffer", None), "fileobj", None)
             f.close()
-            inner = getattr(buffer, "fileobj", None)  # GzipFile does not close what it was given
             if inner is not None:
                 inner.close()
         self._files.clear()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics
+from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics, free_port
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +104,8 @@ def start_worker(
                 "RADAR_APP_ID": f"radar-{prefix}",
                 "RADAR_DATA_DIR": str(tmp_path / "data"),
                 "RADAR_IDLE_SECONDS": "2",
+                # Faust binds its web port even with the web server off: one per worker.
+                "RADAR_WEB_PORT": str(free_port()),
             }
         )
         for name in Settings().topics.all():

@@ -1,0 +1,1 @@
+"""Benchmarks of outage-radar (``make bench``)."""
