@@ -180,7 +180,9 @@ class TrafficWriter:
             self.directory.mkdir(parents=True, exist_ok=True)
             path = self.path_for(topic)
             if self.compress:
-                raw = gzip.GzipFile(filename="", mode="wb", fileobj=path.open("wb"), mtime=0)
+                raw = gzip.GzipFile(
+                    filename="", mode="wb", fileobj=path.open("wb"), mtime=0, compresslevel=6
+                )
                 f = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
             else:
                 f = path.open("w", encoding="utf-8", newline="\n")
