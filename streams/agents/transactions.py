@@ -133,14 +133,26 @@ async def count_transactions(stream: Any) -> None:
 async def detect_idle_partitions() -> None:
     """Let a quiet partition stop holding back windows (the only wall-clock rule).
 
-    A partition with no record for ``RADAR_IDLE_SECONDS`` closes its windows up to the
-    newest closed window of the busy partitions (all of them, if every partition is quiet)
-    and is marked idle, so stage 2 does not wait for it.
+    A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read*
+    (its fetch position has reached its high watermark) closes its windows up to the newest
+    closed window of the busy partitions (all of them, if every partition is quiet) and is
+    marked idle, so stage 2 does not wait for it. A partition that is merely behind, or not
+    fetched yet, is never idle: releasing windows without it would lose its counts.
     """
     topic = transactions_topic.get_topic_name()
-    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+    tps = sorted(
+        (tp for tp in app.consumer.assignment() if tp.topic == topic), key=lambda t: t.partition
+    )
+    assigned = [tp.partition for tp in tps]
     now = time.monotonic()
-    quiet = [p for p in assigned if now - last_seen.get(p, started) >= settings.idle_seconds]
+    quiet = []
+    for tp in tps:
+        if now - last_seen.get(tp.partition, started) < settings.idle_seconds:
+            continue
+        high = app.consumer.highwater(tp)
+        position = await app.consumer.position(tp)
+        if high is not None and position is not None and position >= high:
+            quiet.append(tp.partition)
     if not quiet:
         return
     busy = [partitions[p].closed_until_ms for p in assigned if p not in quiet and p in partitions]

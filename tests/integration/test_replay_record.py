@@ -23,8 +23,6 @@ from streams.settings import Settings
 from streams.traffic import TrafficRecord, TrafficWriter, encode_value, to_line
 from tests.integration.conftest import ROOT, Worker, consume
 
-#: How the commands are started until ``streams.commands`` imports these modules itself.
-CLI = "from streams import commands, replay, record; from streams.app import app; app.main()"
 T0 = DemoPlan().start_ms
 
 
@@ -35,7 +33,7 @@ def cli_env(broker: EmbeddedBroker) -> dict[str, str]:
 
 
 def cli_args(*args: str) -> list[str]:
-    return [sys.executable, "-c", CLI, *args]
+    return [sys.executable, "-m", "streams", *args]
 
 
 def run_cli(
@@ -146,6 +144,46 @@ def test_replay_then_record_gives_back_identical_records(
     ]
     assert Counter(recorded) == Counter(original)
     assert per_key(recorded) == per_key(original)
+
+
+def test_simulate_replay_record_round_trip(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Simulated traffic of every input topic comes back from the broker record for record."""
+    source = tmp_path / "simulated"
+    made = subprocess.run(
+        [sys.executable, "-m", "streams", "simulate", "--scenario", "qiwi", "--seed", "4242",
+         "--days", "0.02", "--onset-hour", "0.1", "--duration-minutes", "10", "--rate", "5",
+         "--no-progress", "--out", str(source)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    original = read_back_files(source)
+    topics = sorted({r.topic for r in original})
+    assert len(topics) >= 6 and len(original) > 1000, (topics, len(original))
+
+    mapping = fresh_topics(broker, "sim", topics)
+    sent = run_cli(
+        broker, "replay", str(source), "--speed", "max", "--topic-map", topic_map_option(mapping)
+    )
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    out = tmp_path / "recorded"
+    got = run_cli(
+        broker, "record", "--topics", ",".join(mapping.values()), "--out", str(out),
+        "--idle-timeout", "3",
+    )  # fmt: skip
+    assert got.returncode == 0, got.stdout + got.stderr
+    back_names = {new: old for old, new in mapping.items()}
+    recorded = [
+        TrafficRecord(back_names[r.topic], r.key, r.timestamp, r.value) for r in read_back(out)
+    ]
+    assert Counter(recorded) == Counter(original)
+    assert per_key(recorded) == per_key(original)
+
+
+def read_back_files(directory: Path) -> list[TrafficRecord]:
+    errors = ErrorLog()
+    out = [r for p in sorted(directory.glob("*.jsonl")) for r in file_records(p, errors)]
+    assert errors.total == 0, errors.lines()
+    return out
 
 
 # --------------------------------------------------------------------------- 2. determinism

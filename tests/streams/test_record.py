@@ -25,8 +25,8 @@ from streams.replay import ErrorLog, file_records
 from streams.traffic import TrafficRecord, TrafficWriter
 
 ROOT = Path(__file__).resolve().parents[2]
-#: How the CLI is started until ``streams.commands`` imports these modules itself.
-CLI = "from streams import commands, replay, record; from streams.app import app; app.main()"
+#: The CLI, as ``python -m streams`` starts it.
+CLI = "from streams.__main__ import main; main()"
 T0 = 1_760_860_800_000  # 2025-10-19T08:00:00Z
 A0, A1 = TopicPartition("a", 0), TopicPartition("a", 1)
 B0 = TopicPartition("b", 0)
