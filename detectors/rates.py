@@ -68,6 +68,23 @@ class RateEvidence:
     warm: bool
     dispersion: float
 
+    # The names every detector's evidence shares (see detectors/counts.py).
+    @property
+    def observed(self) -> float | None:
+        return self.observed_rate
+
+    @property
+    def expected(self) -> float:
+        return self.expected_rate
+
+    @property
+    def volume(self) -> float:
+        return float(self.trials)
+
+    @property
+    def direction(self) -> str:
+        return "down" if self.drop > 0 else "none"
+
 
 class SuccessRateDrop(base.AnomalyDetector):
     """Volume-aware detector of a success-rate drop in one segment (quasi-binomial, online).

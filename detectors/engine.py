@@ -1,0 +1,430 @@
+"""The detection engine: every signal of every family, per segment, per complete window.
+
+Fed complete windows in window order (``EngineWindow``: counts per family, service and cell),
+it does for each :class:`Signal`:
+
+1. roll the cells up to the segments the signal watches (the service, or the service
+   restricted on one dimension: a partner bank, a region, a mobile operator, an app section);
+2. score each segment with its own detector (score first, then learn; flagged windows are not
+   learned, so an outage never becomes the baseline);
+3. attribute: a flagged segment whose anomaly disappears once the cells of another flagged
+   segment of the same signal are removed is explained by it, and raises nothing itself;
+4. run an :class:`~detectors.lifecycle.IncidentLifecycle` per (signal, segment).
+
+The anomalies that open and resolve are handed to the
+:class:`~detectors.incidents.IncidentManager`, which correlates them into incidents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.counts import SeasonalCount
+from detectors.invariants import InvariantBurst
+from detectors.lifecycle import IncidentLifecycle
+from detectors.rates import SuccessRateDrop
+from detectors.signals import FAMILIES, MISSING, Family, split_key
+
+Counts = list[int]
+#: family -> service -> cell key -> counts
+FamilyCounts = dict[str, dict[str, dict[str, Counts]]]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The service, or the service restricted on one dimension."""
+
+    service: str
+    dimension: str | None = None
+    value: str | None = None
+
+    def __lt__(self, other: Segment) -> bool:
+        return (self.service, self.dimension or "", self.value or "") < (
+            other.service,
+            other.dimension or "",
+            other.value or "",
+        )
+
+    @property
+    def label(self) -> str:
+        if self.dimension is None:
+            return self.service
+        return f"{self.service}/{self.dimension}={self.value}"
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"service": self.service}
+        if self.dimension is not None and self.value is not None:
+            d[self.dimension] = self.value
+        return d
+
+
+@dataclass
+class EngineWindow:
+    """One complete window: counts per family, service and cell (see detectors.signals)."""
+
+    start_ms: int
+    families: FamilyCounts = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One thing watched per segment: which counts, which detector, what it means."""
+
+    name: str
+    family: str
+    rollups: tuple[str | None, ...]  # dimensions watched, most specific first; None = service
+    make: Callable[[int], Any]  # window_ms -> a fresh detector
+    x: Callable[[Sequence[int], int], dict[str, Any]]  # (counts, window start) -> input
+    what: str  # "login success rate", for summaries
+    cause_class: Callable[[Segment], str]
+    cause: Callable[[Segment], str]
+    #: False for context signals (a request surge): they join incidents, never open one,
+    #: since a surge that is handled fine is not an outage.
+    primary: bool = True
+
+
+def _c(family: str, name: str) -> int:
+    return FAMILIES[family].index(name)
+
+
+def _rate(ok: Callable[[Sequence[int]], int], total: Callable[[Sequence[int]], int]) -> Any:
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        n = total(counts)
+        return {"successes": max(0, min(ok(counts), n)), "trials": n}
+
+    return x
+
+
+def _count(index: int) -> Any:
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        return {"t": t, "count": counts[index]}
+
+    return x
+
+
+def _violations(index: int) -> Any:
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        return {"t": t, "violations": counts[index]}
+
+    return x
+
+
+def _by_dimension(
+    classes: Mapping[str | None, str], words: Mapping[str | None, str]
+) -> tuple[Callable[[Segment], str], Callable[[Segment], str]]:
+    def cause_class(seg: Segment) -> str:
+        return classes.get(seg.dimension, classes[None])
+
+    def cause(seg: Segment) -> str:
+        return words.get(seg.dimension, words[None]).format(s=seg.service, v=seg.value)
+
+    return cause_class, cause
+
+
+T, L, OTP, B, C, R = "transactions", "logins", "otp", "balances", "complaints", "requests"
+_t_ok, _t_failed, _t_pending = _c(T, "success"), _c(T, "failed"), _c(T, "pending")
+_r_req, _r_err = _c(R, "requests"), _c(R, "errors")
+
+
+def default_signals() -> list[Signal]:
+    """The signals of the five outages of INCIDENTS.md (and silence)."""
+    rate = SuccessRateDrop
+    return [
+        Signal(
+            "transactions.success_rate", T, ("partner_bank", "region", "channel", None),
+            lambda w: rate(),
+            _rate(lambda c: c[_t_ok], lambda c: c[_t_ok] + c[_t_failed]),
+            "transaction success rate",
+            *_by_dimension(
+                {"partner_bank": "partner_bank_failure", "region": "regional_failure",
+                 "channel": "channel_failure", None: "payment_failure"},
+                {"partner_bank": "transactions through partner bank {v} failing",
+                 "region": "transactions in region {v} failing",
+                 "channel": "transactions on channel {v} failing",
+                 None: "transactions failing across {s}"},
+            ),
+        ),
+        Signal(
+            "transactions.settled_share", T, ("partner_bank", None),
+            lambda w: rate(),
+            _rate(lambda c: c[_t_ok] + c[_t_failed],
+                  lambda c: c[_t_ok] + c[_t_failed] + c[_t_pending]),
+            "share of transactions settled at once (not left pending)",
+            *_by_dimension(
+                {None: "partner_bank_transfer_delay"},
+                {"partner_bank": "transfers from partner bank {v} pending",
+                 None: "transfers on {s} pending"},
+            ),
+        ),
+        Signal(
+            "logins.success_rate", L, ("region", None),
+            lambda w: rate(),
+            _rate(lambda c: c[_c(L, "success")],
+                  lambda c: c[_c(L, "success")] + c[_c(L, "failure")]),
+            "login success rate",
+            *_by_dimension(
+                {None: "login_outage"},
+                {"region": "logins failing in region {v} of {s}", None: "logins failing on {s}"},
+            ),
+        ),
+        Signal(
+            "logins.forced_logouts", L, (None,),
+            lambda w: SeasonalCount(direction="up", window_ms=w),
+            _count(_c(L, "forced_logout")),
+            "forced logouts",
+            *_by_dimension({None: "session_invalidation"}, {None: "sessions invalidated on {s}"}),
+        ),
+        Signal(
+            "otp.delivery_ratio", OTP, ("operator", "provider", None),
+            lambda w: rate(),
+            _rate(lambda c: c[_c(OTP, "delivered")], lambda c: c[_c(OTP, "sent")]),
+            "OTP delivery ratio",
+            *_by_dimension(
+                {"operator": "otp_operator_delivery_failure",
+                 "provider": "otp_provider_delivery_failure", None: "otp_delivery_failure"},
+                {"operator": "OTP codes not delivered by mobile operator {v}",
+                 "provider": "OTP codes not delivered by SMS provider {v}",
+                 None: "OTP codes not delivered on {s}"},
+            ),
+        ),
+        Signal(
+            "balances.zero_reads", B, (None,),
+            lambda w: InvariantBurst(),
+            _violations(_c(B, "zero_unexplained")),
+            "funded accounts reading 0 with no debit",
+            *_by_dimension({None: "balance_display_fault"},
+                           {None: "funded accounts reading 0 with no debit on {s}"}),
+        ),
+        Signal(
+            "balances.link_removals", B, (None,),
+            lambda w: InvariantBurst(),
+            _violations(_c(B, "link_removed_not_user")),
+            "bank links removed without a user action",
+            *_by_dimension({None: "bank_link_fault"},
+                           {None: "bank links removed without a user action on {s}"}),
+        ),
+        Signal(
+            "complaints.volume", C, (None,),
+            lambda w: SeasonalCount(direction="up", window_ms=w),
+            _count(_c(C, "total")),
+            "complaints",
+            *_by_dimension({None: "complaint_surge"}, {None: "complaints surging on {s}"}),
+        ),
+        Signal(
+            "requests.error_rate", R, ("section", None),
+            lambda w: rate(),
+            _rate(lambda c: c[_r_req] - c[_r_err], lambda c: c[_r_req]),
+            "request success rate",
+            *_by_dimension(
+                {"section": "section_failure", None: "app_failure"},
+                {"section": "requests to section {v} failing", None: "requests failing on {s}"},
+            ),
+        ),
+        Signal(
+            "requests.volume", R, ("section",),
+            lambda w: SeasonalCount(direction="up", window_ms=w),
+            _count(_r_req),
+            "requests",
+            *_by_dimension({None: "traffic_surge"}, {None: "request surge on section {v}"}),
+            primary=False,
+        ),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One (signal, segment) opening or resolving, with the window's evidence."""
+
+    action: str  # "open" | "resolve"
+    signal: Signal
+    segment: Segment
+    opened_at_ms: int
+    window_start_ms: int
+    window_end_ms: int
+    evidence: Any  # the detector's evidence: observed, expected, bounds, score, volume, ...
+    windows_open: int
+
+    @property
+    def cause_class(self) -> str:
+        return self.signal.cause_class(self.segment)
+
+    @property
+    def cause(self) -> str:
+        return self.signal.cause(self.segment)
+
+
+@dataclass
+class _Rollup:
+    counts: Counts
+    cells: set[str] = field(default_factory=set)
+
+
+def _roll(family: Family, signal: Signal, service: str, cells: Mapping[str, Counts]) -> Any:
+    out: dict[Segment, _Rollup] = {}
+    for key, counts in cells.items():
+        dims = split_key(family, key)
+        for dim in signal.rollups:
+            if dim is None:
+                seg = Segment(service)
+            else:
+                if dims.get(dim, MISSING) == MISSING:
+                    continue
+                seg = Segment(service, dim, dims[dim])
+            roll = out.get(seg)
+            if roll is None:
+                roll = out[seg] = _Rollup([0] * len(counts))
+            for i, v in enumerate(counts):
+                roll.counts[i] += v
+            roll.cells.add(key)
+    return out
+
+
+class DetectionEngine:
+    """Every signal, every segment, every window; returns the anomalies that open/resolve.
+
+    Parameters
+    ----------
+    window_ms
+        Window length.
+    signals
+        What to watch (default: :func:`default_signals`).
+    open_after, resolve_after
+        Lifecycle hysteresis per (signal, segment): consecutive anomalous windows to open,
+        consecutive clearly normal windows to resolve.
+    normal_score
+        A window scoring below this (and not flagged, with a warm baseline) is clearly normal.
+    """
+
+    def __init__(
+        self,
+        window_ms: int,
+        signals: Sequence[Signal] | None = None,
+        open_after: int = 1,
+        resolve_after: int = 3,
+        normal_score: float = 2.0,
+    ) -> None:
+        self.window_ms = window_ms
+        self.signals = list(default_signals() if signals is None else signals)
+        self.open_after = open_after
+        self.resolve_after = resolve_after
+        self.normal_score = normal_score
+        self.detectors: dict[tuple[str, Segment], Any] = {}
+        self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
+        self.windows_seen = 0
+
+    def detector(self, signal: Signal, segment: Segment) -> Any:
+        key = (signal.name, segment)
+        det = self.detectors.get(key)
+        if det is None:
+            det = self.detectors[key] = signal.make(self.window_ms)
+        return det
+
+    def process(self, window: EngineWindow) -> list[Anomaly]:
+        """Score one complete window; return the anomalies that opened or resolved."""
+        self.windows_seen += 1
+        out: list[Anomaly] = []
+        for signal in self.signals:
+            family = FAMILIES[signal.family]
+            services = window.families.get(signal.family, {})
+            for service in sorted(services):
+                out.extend(self._signal(window, signal, family, service, services[service]))
+        return out
+
+    def _signal(
+        self,
+        window: EngineWindow,
+        signal: Signal,
+        family: Family,
+        service: str,
+        cells: Mapping[str, Counts],
+    ) -> list[Anomaly]:
+        t = window.start_ms
+        rollups: dict[Segment, _Rollup] = _roll(family, signal, service, cells)
+        evidence: dict[Segment, Any] = {}
+        flagged: set[Segment] = set()
+        for seg, roll in rollups.items():
+            det = self.detector(signal, seg)
+            x = signal.x(roll.counts, t)
+            evidence[seg] = det.explain(x)
+            if det.is_anomalous(x):
+                flagged.add(seg)
+        roots = self._attribute(signal, flagged, rollups, cells, t)
+        end = t + self.window_ms
+        out = []
+        for seg in sorted(rollups):
+            ev = evidence[seg]
+            normal = seg not in flagged and ev.warm and ev.score < self.normal_score
+            key = (signal.name, seg)
+            life = self.lifecycles.get(key)
+            if life is None:
+                life = self.lifecycles[key] = IncidentLifecycle(
+                    open_after=self.open_after, resolve_after=self.resolve_after
+                )
+            tr = life.update(end, anomalous=seg in roots, normal=normal)
+            self.detector(signal, seg).learn_one(signal.x(rollups[seg].counts, t))
+            if tr is not None:
+                out.append(
+                    Anomaly(tr.action, signal, seg, tr.opened_at_ms, t, end, ev, tr.windows_open)
+                )
+        return out
+
+    def _attribute(
+        self,
+        signal: Signal,
+        flagged: set[Segment],
+        rollups: Mapping[Segment, _Rollup],
+        cells: Mapping[str, Counts],
+        t: int,
+    ) -> set[Segment]:
+        """The flagged segments that no set of flagged segments of another dimension explains.
+
+        Segment ``a`` is explained by dimension ``d`` when removing the cells of the flagged
+        segments of ``d`` that overlap ``a`` makes ``a`` look normal. The service total is
+        explained by any such dimension. Between two specific dimensions that explain each
+        other (a bank's collapse shows in every region it serves, and removing those regions
+        empties the bank), the smaller set wins: one bank rather than three regions, one region
+        rather than four banks; ties go to the dimension listed first in the signal.
+        """
+        priority = {dim: i for i, dim in enumerate(signal.rollups)}
+        by_dim: dict[str | None, list[Segment]] = {}
+        for seg in flagged:
+            by_dim.setdefault(seg.dimension, []).append(seg)
+
+        def overlapping(a: Segment, dim: str | None) -> list[Segment]:
+            return [b for b in by_dim.get(dim, []) if rollups[a].cells & rollups[b].cells]
+
+        def normal_without(a: Segment, others: list[Segment]) -> bool:
+            removed: set[str] = set()
+            for b in others:
+                removed |= rollups[a].cells & rollups[b].cells
+            if not removed:
+                return False
+            residual = list(rollups[a].counts)
+            for key in removed:
+                for i, v in enumerate(cells[key]):
+                    residual[i] -= v
+            return not self.detector(signal, a).is_anomalous(signal.x(residual, t))
+
+        roots = set()
+        for a in flagged:
+            explained = False
+            for dim in by_dim:
+                if dim == a.dimension or dim is None:
+                    continue
+                others = overlapping(a, dim)
+                if not others or not normal_without(a, others):
+                    continue
+                if a.dimension is None:
+                    explained = True
+                    break
+                mirror = {m for b in others for m in overlapping(b, a.dimension)}
+                mutual = all(normal_without(b, overlapping(b, a.dimension)) for b in others)
+                fewer = (len(others), priority[dim]) < (len(mirror), priority[a.dimension])
+                if not mutual or fewer:
+                    explained = True
+                    break
+            if not explained:
+                roots.add(a)
+        return roots
