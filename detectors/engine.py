@@ -17,7 +17,8 @@ The anomalies that open and resolve are handed to the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,9 @@ class Signal:
     #: False for context signals (a request surge): they join incidents, never open one,
     #: since a surge that is handled fine is not an outage.
     primary: bool = True
+    #: Also judge each segment on the sum of its recent windows (rates): a sustained failure
+    #: of a quiet segment gathers evidence that no single window holds.
+    pooled: bool = False
 
 
 def _c(family: str, name: str) -> int:
@@ -145,6 +149,7 @@ def default_signals() -> list[Signal]:
                  "channel": "transactions on channel {v} failing",
                  None: "transactions failing across {s}"},
             ),
+            pooled=True,
         ),
         Signal(
             "transactions.settled_share", T, ("partner_bank", None),
@@ -157,6 +162,7 @@ def default_signals() -> list[Signal]:
                 {"partner_bank": "transfers from partner bank {v} pending",
                  None: "transfers on {s} pending"},
             ),
+            pooled=True,
         ),
         Signal(
             "logins.success_rate", L, ("region", None),
@@ -168,6 +174,7 @@ def default_signals() -> list[Signal]:
                 {None: "login_outage"},
                 {"region": "logins failing in region {v} of {s}", None: "logins failing on {s}"},
             ),
+            pooled=True,
         ),
         Signal(
             "logins.forced_logouts", L, (None,),
@@ -188,6 +195,7 @@ def default_signals() -> list[Signal]:
                  "provider": "OTP codes not delivered by SMS provider {v}",
                  None: "OTP codes not delivered on {s}"},
             ),
+            pooled=True,
         ),
         Signal(
             "balances.zero_reads", B, (None,),
@@ -221,6 +229,7 @@ def default_signals() -> list[Signal]:
                 {"section": "section_failure", None: "app_failure"},
                 {"section": "requests to section {v} failing", None: "requests failing on {s}"},
             ),
+            pooled=True,
         ),
         Signal(
             "requests.volume", R, ("section",),
@@ -253,6 +262,34 @@ class Anomaly:
     @property
     def cause(self) -> str:
         return self.signal.cause(self.segment)
+
+
+class _Pool:
+    """Running sum of a service's cells over its last ``size`` windows."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: deque[dict[str, list[int]]] = deque()
+        self.total: dict[str, list[int]] = {}
+
+    def push(self, cells: Mapping[str, Counts]) -> dict[str, list[int]]:
+        copy = {k: list(v) for k, v in cells.items()}
+        self.items.append(copy)
+        for k, v in copy.items():
+            have = self.total.get(k)
+            if have is None:
+                self.total[k] = list(v)
+            else:
+                for i, x in enumerate(v):
+                    have[i] += x
+        if len(self.items) > self.size:
+            for k, v in self.items.popleft().items():
+                have = self.total[k]
+                for i, x in enumerate(v):
+                    have[i] -= x
+                if not any(have):
+                    del self.total[k]
+        return self.total
 
 
 @dataclass
@@ -295,6 +332,8 @@ class DetectionEngine:
         consecutive clearly normal windows to resolve.
     normal_score
         A window scoring below this (and not flagged, with a warm baseline) is clearly normal.
+    pool_ms
+        Span of the running sum that pooled signals are also judged on (default 5 minutes).
     """
 
     def __init__(
@@ -304,12 +343,15 @@ class DetectionEngine:
         open_after: int = 1,
         resolve_after: int = 3,
         normal_score: float = 2.0,
+        pool_ms: int = 5 * 60_000,
     ) -> None:
         self.window_ms = window_ms
         self.signals = list(default_signals() if signals is None else signals)
         self.open_after = open_after
         self.resolve_after = resolve_after
         self.normal_score = normal_score
+        self.pool_ms = pool_ms
+        self.pools: dict[tuple[str, str], _Pool] = {}
         self.detectors: dict[tuple[str, Segment], Any] = {}
         self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
         self.windows_seen = 0
@@ -342,31 +384,64 @@ class DetectionEngine:
     ) -> list[Anomaly]:
         t = window.start_ms
         rollups: dict[Segment, _Rollup] = _roll(family, signal, service, cells)
-        evidence: dict[Segment, Any] = {}
+        score: dict[Segment, float] = {}
         flagged: set[Segment] = set()
         for seg, roll in rollups.items():
             det = self.detector(signal, seg)
             x = signal.x(roll.counts, t)
-            evidence[seg] = det.explain(x)
+            score[seg] = det.score_one(x)
             if det.is_anomalous(x):
                 flagged.add(seg)
         roots = self._attribute(signal, flagged, rollups, cells, t)
+        # Pooled evidence opens an incident and keeps the outage out of the baseline; it does
+        # not hold one open (the pool remembers the outage for pool_ms after it ends).
+        pflagged: set[Segment] = set()
+        proots: set[Segment] = set()
+        pevidence: dict[Segment, Any] = {}
+        if signal.pooled:
+            pool = self.pools.get((signal.name, service))
+            if pool is None:
+                size = max(1, self.pool_ms // self.window_ms)
+                pool = self.pools[(signal.name, service)] = _Pool(size)
+            pooled_cells = pool.push(cells)
+            pooled: dict[Segment, _Rollup] = _roll(family, signal, service, pooled_cells)
+            pflagged = set()
+            for seg, roll in pooled.items():
+                if seg not in rollups or seg in flagged:
+                    continue
+                x = signal.x(roll.counts, t)
+                if self.detector(signal, seg).is_anomalous(x):
+                    pflagged.add(seg)
+                    pevidence[seg] = x
+            if pflagged:
+                proots = self._attribute(signal, flagged | pflagged, pooled, pooled_cells, t)
+                proots &= pflagged
         end = t + self.window_ms
         out = []
         for seg in sorted(rollups):
-            ev = evidence[seg]
-            normal = seg not in flagged and ev.warm and ev.score < self.normal_score
+            det = self.detector(signal, seg)
+            x_now = signal.x(rollups[seg].counts, t)
+            normal = seg not in flagged and det.warm and score[seg] < self.normal_score
             key = (signal.name, seg)
             life = self.lifecycles.get(key)
             if life is None:
                 life = self.lifecycles[key] = IncidentLifecycle(
                     open_after=self.open_after, resolve_after=self.resolve_after
                 )
-            tr = life.update(end, anomalous=seg in roots, normal=normal)
-            self.detector(signal, seg).learn_one(signal.x(rollups[seg].counts, t))
+            anomalous = seg in roots or (seg in proots and not life.is_open)
+            tr = life.update(end, anomalous=anomalous, normal=normal and not anomalous)
+            if tr is not None:  # evidence (with bounds) only for what is reported
+                shown = det.explain(pevidence[seg] if tr.action == "open" and seg not in roots
+                                    else x_now)  # fmt: skip
+            if seg not in flagged and seg not in pflagged:  # an outage is not learned
+                det.learn_one(x_now)
+            if tr is not None and tr.action == "resolve" and signal.pooled:
+                # The pool still holds the outage's windows: start it afresh, or they would
+                # reopen this segment (or flag its neighbours) for pool_ms after the recovery.
+                self.pools.pop((signal.name, service), None)
             if tr is not None:
                 out.append(
-                    Anomaly(tr.action, signal, seg, tr.opened_at_ms, t, end, ev, tr.windows_open)
+                    Anomaly(tr.action, signal, seg, tr.opened_at_ms, t, end, shown, tr.windows_open)
                 )
         return out
 
@@ -381,11 +456,11 @@ class DetectionEngine:
         """The flagged segments that no set of flagged segments of another dimension explains.
 
         Segment ``a`` is explained by dimension ``d`` when removing the cells of the flagged
-        segments of ``d`` that overlap ``a`` makes ``a`` look normal. The service total is
-        explained by any such dimension. Between two specific dimensions that explain each
-        other (a bank's collapse shows in every region it serves, and removing those regions
-        empties the bank), the smaller set wins: one bank rather than three regions, one region
-        rather than four banks; ties go to the dimension listed first in the signal.
+        segments of ``d`` that overlap ``a`` makes ``a`` look normal, and those segments are
+        the narrower explanation: they cover fewer cells than the flagged segments of ``a``'s
+        own dimension that overlap them (one bank rather than every region it serves, one
+        region rather than every bank; ties go to the dimension listed first in the signal).
+        The service total is explained by any dimension that makes it look normal.
         """
         priority = {dim: i for i, dim in enumerate(signal.rollups)}
         by_dim: dict[str | None, list[Segment]] = {}
@@ -394,6 +469,12 @@ class DetectionEngine:
 
         def overlapping(a: Segment, dim: str | None) -> list[Segment]:
             return [b for b in by_dim.get(dim, []) if rollups[a].cells & rollups[b].cells]
+
+        def breadth(segments: Iterable[Segment]) -> int:
+            covered: set[str] = set()
+            for seg in segments:
+                covered |= rollups[seg].cells
+            return len(covered)
 
         def normal_without(a: Segment, others: list[Segment]) -> bool:
             removed: set[str] = set()
@@ -420,9 +501,11 @@ class DetectionEngine:
                     explained = True
                     break
                 mirror = {m for b in others for m in overlapping(b, a.dimension)}
-                mutual = all(normal_without(b, overlapping(b, a.dimension)) for b in others)
-                fewer = (len(others), priority[dim]) < (len(mirror), priority[a.dimension])
-                if not mutual or fewer:
+                narrower = (breadth(others), priority[dim]) < (
+                    breadth(mirror),
+                    priority[a.dimension],
+                )
+                if narrower:
                     explained = True
                     break
             if not explained:

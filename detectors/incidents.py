@@ -142,15 +142,22 @@ class IncidentManager:
     correlate_ms
         An anomaly on another service joins an incident that opened at most this long before
         it (default 5 minutes): outages of several products start together.
+    context_ms
+        A context anomaly (a request surge) that opened at most this long before an incident
+        of its service joins it, even if it has ended: the surge that came first explains the
+        overload that follows (default 30 minutes).
     """
 
-    def __init__(self, correlate_ms: int = 5 * 60_000) -> None:
+    def __init__(self, correlate_ms: int = 5 * 60_000, context_ms: int = 30 * 60_000) -> None:
         self.correlate_ms = correlate_ms
+        self.context_ms = context_ms
         self.open: list[Incident] = []
         self.closed: list[Incident] = []
         self._member_of: dict[tuple[str, Segment], Incident] = {}
-        #: Context anomalies (non-primary signals) open with no incident to join yet.
+        #: Context anomalies (non-primary signals) with no incident to join yet, kept for
+        #: context_ms after they opened; those still open are in _context_open.
         self._context: dict[tuple[str, Segment], Anomaly] = {}
+        self._context_open: set[tuple[str, Segment]] = set()
         #: service -> {maintenance id: (announced at, start, end)}
         self.maintenance: dict[str, dict[str, tuple[int, int, int]]] = {}
 
@@ -184,6 +191,10 @@ class IncidentManager:
     def process(self, window_end_ms: int, anomalies: Iterable[Anomaly]) -> list[IncidentUpdate]:
         """Apply one window's anomaly changes; return the incident updates, in order."""
         touched: dict[str, tuple[Incident, str, list[Anomaly]]] = {}
+        for member, ctx in list(self._context.items()):
+            if window_end_ms - ctx.opened_at_ms > self.context_ms:
+                del self._context[member]
+                self._context_open.discard(member)
         for a in sorted(anomalies, key=lambda a: (a.action != "open", a.signal.name, a.segment)):
             member = (a.signal.name, a.segment)
             if a.action == "open":
@@ -191,6 +202,7 @@ class IncidentManager:
                 new = inc is None
                 if inc is None and not a.signal.primary:
                     self._context[member] = a  # waits for an incident to give it meaning
+                    self._context_open.add(member)
                     continue
                 if inc is None:
                     inc = Incident(key=f"{a.segment.service}/{a.opened_at_ms}",
@@ -201,15 +213,17 @@ class IncidentManager:
                         if ctx.segment.service == a.segment.service:
                             del self._context[ctx_member]
                             inc.anomalies.append(ctx)
-                            inc.open_members.add(ctx_member)
-                            self._member_of[ctx_member] = inc
+                            if ctx_member in self._context_open:
+                                self._context_open.discard(ctx_member)
+                                inc.open_members.add(ctx_member)
+                                self._member_of[ctx_member] = inc
                 inc.anomalies.append(a)
                 inc.open_members.add(member)
                 self._member_of[member] = inc
                 _, action, changed = touched.get(inc.key, (inc, "open" if new else "update", []))
                 touched[inc.key] = (inc, action, [*changed, a])
             else:
-                self._context.pop(member, None)
+                self._context_open.discard(member)
                 found = self._member_of.pop(member, None)
                 if found is None:
                     continue
