@@ -6,7 +6,6 @@ from detectors.incidents import Incident, IncidentManager, IncidentUpdate
 from detectors.invariants import InvariantBurst, InvariantEvidence
 from detectors.latency import LatencyEvidence, LatencyShift
 from detectors.lifecycle import IncidentLifecycle, Transition
-from detectors.monitor import IncidentChange, TransactionMonitor
 from detectors.pipeline import OfflinePipeline
 from detectors.rates import RateEvidence, SuccessRateDrop
 from detectors.series import KpiScorer
@@ -19,7 +18,6 @@ __all__ = [
     "DetectionEngine",
     "EngineWindow",
     "Incident",
-    "IncidentChange",
     "IncidentLifecycle",
     "IncidentManager",
     "IncidentUpdate",
@@ -36,7 +34,6 @@ __all__ = [
     "Signal",
     "SilenceDetector",
     "SuccessRateDrop",
-    "TransactionMonitor",
     "Transition",
     "WindowAssembler",
 ]

@@ -15,7 +15,7 @@ Counts are small lists of integers per segment; their meaning belongs to the sig
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 Counts = list[int]
@@ -92,6 +92,11 @@ class PartitionWindows:
             return None
         return self.max_event_ms - self.lateness_ms
 
+    @property
+    def open_from_ms(self) -> int | None:
+        """Start of the oldest open window (``None`` when none is open)."""
+        return min(self._open) if self._open else None
+
     def add(self, ts_ms: int, segment: str, index: int, amount: int = 1) -> bool:
         """Count ``amount`` into counter ``index`` of ``segment``; False if the record is late."""
         ws = ts_ms - ts_ms % self.size_ms
@@ -151,9 +156,13 @@ class AssembledWindow:
     groups: dict[str, SegmentCounts] = field(default_factory=dict)
 
 
-def _merge(start_ms: int, parts: Mapping[tuple[str, int], Mapping[str, Counts]]) -> AssembledWindow:
+def _merge(
+    start_ms: int, parts: Mapping[tuple[str, Hashable], Mapping[str, Counts]]
+) -> AssembledWindow:
     window = AssembledWindow(start_ms)
-    for (group, _source), segments in sorted(parts.items()):
+    for (group, _source), segments in sorted(
+        parts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))
+    ):
         target = window.groups.setdefault(group, {})
         for seg, counts in segments.items():
             have = target.get(seg)
@@ -190,23 +199,23 @@ class WindowAssembler:
     [(0, {'svc': {'x': [1, 2]}})]
     """
 
-    def __init__(self, sources: Iterable[int], size_ms: int) -> None:
+    def __init__(self, sources: Iterable[Hashable], size_ms: int) -> None:
         self.size_ms = size_ms
-        self._sources: dict[int, _Source] = {p: _Source() for p in sources}
+        self._sources: dict[Hashable, _Source] = {p: _Source() for p in sources}
         if not self._sources:
             raise ValueError("a WindowAssembler needs at least one source partition")
-        self._pending: dict[int, dict[tuple[str, int], Mapping[str, Counts]]] = {}
+        self._pending: dict[int, dict[tuple[str, Hashable], Mapping[str, Counts]]] = {}
         self.released_until_ms: int | None = None
         #: partials that arrived for windows already released (counted, not merged)
         self.late_partials = 0
 
-    def add_sources(self, sources: Iterable[int]) -> None:
+    def add_sources(self, sources: Iterable[Hashable]) -> None:
         """Await closes from more partitions (the input topic grew)."""
         for p in sources:
             self._sources.setdefault(p, _Source())
 
     def add_partial(
-        self, source: int, start_ms: int, group: str, segments: Mapping[str, Counts]
+        self, source: Hashable, start_ms: int, group: str, segments: Mapping[str, Counts]
     ) -> None:
         if self.released_until_ms is not None and start_ms < self.released_until_ms:
             self.late_partials += 1
@@ -214,7 +223,7 @@ class WindowAssembler:
         self._sources.setdefault(source, _Source())
         self._pending.setdefault(start_ms, {})[(group, source)] = segments
 
-    def mark_closed(self, source: int, closed_until_ms: int) -> list[AssembledWindow]:
+    def mark_closed(self, source: Hashable, closed_until_ms: int) -> list[AssembledWindow]:
         """Partition ``source`` has closed every window ending at or before this time."""
         src = self._sources.setdefault(source, _Source())
         if src.closed_until_ms is None or closed_until_ms > src.closed_until_ms:
@@ -222,7 +231,7 @@ class WindowAssembler:
         src.idle = False
         return self._release()
 
-    def mark_idle(self, source: int) -> list[AssembledWindow]:
+    def mark_idle(self, source: Hashable) -> list[AssembledWindow]:
         """Partition ``source`` has gone quiet: stop waiting for it until it speaks again."""
         self._sources.setdefault(source, _Source()).idle = True
         return self._release()

@@ -1,8 +1,8 @@
-"""Incident changes as wire events: CloudEvents 1.0 envelope, PagerDuty Events v2 body.
+"""Incident updates as wire events: CloudEvents 1.0 envelope, PagerDuty Events v2 body.
 
-The CloudEvents ``id`` is derived from the dedup key, the action and the window, so the
-same input processed twice (at-least-once redelivery, a restart, a replay) yields the same
-id and consumers can drop the copy; the ``dedup_key`` stays stable for the incident's life.
+The CloudEvents ``id`` is derived from the dedup key, the action and the window, so the same
+input processed twice (at-least-once redelivery, a restart, a replay) yields the same id and
+consumers can drop the copy; the ``dedup_key`` stays stable for the incident's life.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from detectors.monitor import IncidentChange
+from detectors.incidents import IncidentUpdate
 from streams.records import IncidentData, IncidentEvent, IncidentPayload, to_wire
 
 #: Namespace of the deterministic event ids (uuid5).
@@ -22,6 +22,7 @@ EVENT_TYPES = {
     "resolve": "dev.outage-radar.incident.resolved",
 }
 PD_ACTIONS = {"open": "trigger", "update": "trigger", "resolve": "resolve"}
+SEVERITIES = ("critical", "error", "warning", "info")
 
 
 def iso_ms(ms: int) -> str:
@@ -33,51 +34,101 @@ def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def event_id(change: IncidentChange) -> str:
-    return str(
-        uuid.uuid5(ID_NAMESPACE, f"{change.dedup_key}|{change.action}|{change.window_end_ms}")
-    )
+def dedup_key(update: IncidentUpdate) -> str:
+    return f"outage-radar/{update.incident.key}"
 
 
-def incident_event(change: IncidentChange, source: str) -> dict[str, Any]:
-    """The incident event for one change (``schemas/incident.v1.json``)."""
-    ev = change.evidence
+def event_id(update: IncidentUpdate) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{dedup_key(update)}|{update.action}|{update.at_ms}"))
+
+
+def severity(update: IncidentUpdate) -> str:
+    """From depth and breadth: a collapse (drop of half) or several services is critical;
+    inside declared maintenance one step lower; a resolve is info."""
+    if update.action == "resolve":
+        return "info"
+    inc = update.incident
+    ev = inc.primary.evidence
+    observed = getattr(ev, "observed", None)
+    expected = getattr(ev, "expected", None)
+    depth = (expected - observed) if observed is not None and expected is not None else 0.0
+    level = 0 if (depth >= 0.5 or len(inc.services) > 1) else 1 if depth >= 0.2 else 2
+    if inc.maintenance is not None:
+        level = min(level + 1, 3)
+    return SEVERITIES[level]
+
+
+def summary(update: IncidentUpdate) -> str:
+    inc = update.incident
+    p = inc.primary
+    ev = p.evidence
+    observed = getattr(ev, "observed", None)
+    shown = "n/a" if observed is None else _fmt(p.signal.name, observed)
+    what = f"{p.signal.what} at {p.segment.label}: {shown} vs {_fmt(p.signal.name, ev.expected)}"
+    where = "" if inc.maintenance is None else " (inside declared maintenance)"
+    if update.action == "resolve":
+        return f"Resolved: {inc.cause}{where}"
+    return f"{inc.cause}{where}: {what} expected"
+
+
+def _fmt(signal: str, value: float) -> str:
+    if signal.endswith(("_rate", "_ratio", "_share")):
+        return f"{value:.1%}"
+    return f"{value:.0f}"
+
+
+def incident_event(update: IncidentUpdate, source: str) -> dict[str, Any]:
+    """The incident event for one update (``schemas/incident.v1.json``)."""
+    inc = update.incident
+    primary = inc.primary
+    # The evidence shown: the primary anomaly's when it opens or grows; the resolving
+    # window's when it resolves (what recovery looked like).
+    shown = primary
+    if update.action == "resolve":
+        shown = next((a for a in reversed(update.anomalies) if a.action == "resolve"), primary)
+    ev = shown.evidence
     details: dict[str, Any] = {
-        "signal": change.signal,
-        "segment": change.segment.as_dict(),
-        "status": "open" if change.action != "resolve" else "resolved",
-        "observed": ev.observed_rate,
-        "expected": ev.expected_rate,
-        "lower_bound": ev.lower_bound,
-        "upper_bound": ev.upper_bound,
-        "score": ev.score,
-        "volume": ev.trials,
-        "failed": ev.trials - ev.successes,
-        "excess_failures": ev.excess_failures,
-        "window_start": iso_ms(change.window_start_ms),
-        "window_end": iso_ms(change.window_end_ms),
-        "opened_at": iso_ms(change.opened_at_ms),
-        "windows_open": change.windows_open,
-        "probable_cause": change.cause,
+        "signal": shown.signal.name,
+        "segment": shown.segment.as_dict(),
+        "status": "resolved" if update.action == "resolve" else "open",
+        "observed": getattr(ev, "observed", None),
+        "expected": getattr(ev, "expected", None),
+        "lower_bound": getattr(ev, "lower_bound", None),
+        "upper_bound": getattr(ev, "upper_bound", None),
+        "score": getattr(ev, "score", None),
+        "volume": getattr(ev, "volume", None),
+        "window_start": iso_ms(shown.window_start_ms),
+        "window_end": iso_ms(shown.window_end_ms),
+        "opened_at": iso_ms(inc.opened_at_ms),
+        "probable_cause": inc.cause,
+        "signals": inc.signals,
+        "segments": [s.as_dict() for s in inc.segments],
+        "changed": [
+            {"action": a.action, "signal": a.signal.name, "segment": a.segment.as_dict()}
+            for a in update.anomalies
+        ],
+        "maintenance": None
+        if inc.maintenance is None
+        else {"start": iso_ms(inc.maintenance[0]), "end": iso_ms(inc.maintenance[1])},
     }
-    ended = datetime.fromtimestamp(change.window_end_ms / 1000, tz=UTC)
+    at = datetime.fromtimestamp(update.at_ms / 1000, tz=UTC)
     event = IncidentEvent(
-        id=event_id(change),
+        id=event_id(update),
         source=source,
-        type=EVENT_TYPES[change.action],
-        time=ended,
-        subject=change.segment.label,
+        type=EVENT_TYPES[update.action],
+        time=at,
+        subject=primary.segment.label,
         data=IncidentData(
-            event_action=PD_ACTIONS[change.action],
-            dedup_key=change.dedup_key,
+            event_action=PD_ACTIONS[update.action],
+            dedup_key=dedup_key(update),
             payload=IncidentPayload(
-                summary=change.summary[:1024],
-                severity=change.severity,
-                source=change.segment.label,
-                timestamp=ended,
-                component=change.segment.service,
-                group=change.segment.dimension or "service",
-                class_=change.cause_class,
+                summary=summary(update)[:1024],
+                severity=severity(update),
+                source=primary.segment.label,
+                timestamp=at,
+                component=primary.segment.service,
+                group=primary.segment.dimension or "service",
+                class_=inc.cause_class,
                 custom_details=details,
             ),
         ),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from streams.app import app, settings
 
+#: Input topic name -> input kind (``transactions``, ``logins``, ...).
+KIND_OF_TOPIC = {name: kind for kind, name in settings.topics.inputs().items()}
+
 #: Inputs: raw bytes, so that a record Faust cannot decode is still ours to dead-letter.
-transactions_topic = app.topic(
-    settings.topics.transactions,
+#: One subscription to every input topic; ``event.message.topic`` says which.
+inputs_topic = app.topic(
+    *settings.topics.inputs().values(),
     key_type=bytes,
     value_type=bytes,
     key_serializer="raw",

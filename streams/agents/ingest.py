@@ -1,0 +1,194 @@
+"""Stage 1: validate every input record, dead-letter the bad ones, count the good ones per
+cell and event-time window.
+
+Each (topic, partition) has its own :class:`~detectors.windows.PartitionWindows` (its own
+watermark), so windows depend neither on how partitions interleave nor on replay speed. What
+a record counts is decided by :mod:`detectors.signals`, the same extractors ``evaluate`` uses.
+Closed windows leave as partial counts keyed by service on the internal windows topic,
+followed by a ``closed`` marker to every windows partition; stage 2
+(:mod:`streams.agents.detection`) completes a window once every source closed it.
+Maintenance records go to stage 2 as they are (they declare windows, they are not counted).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from detectors.signals import FAMILIES, SEP, Extractor
+from detectors.windows import ClosedWindow, PartitionWindows
+from streams.app import app, settings
+from streams.deadletter import send_dead_letter
+from streams.errors import InvalidRecord
+from streams.topics import KIND_OF_TOPIC, deadletter_topic, inputs_topic, windows_topic
+from streams.validation import decode
+
+log = logging.getLogger(__name__)
+
+BATCH = 2_000
+Source = tuple[str, int]  # (input kind, partition)
+
+#: Per source: windows, extractor state, wall-clock time of the last record.
+windows: dict[Source, PartitionWindows] = {}
+extractors: dict[Source, Extractor] = {}
+last_seen: dict[Source, float] = {}
+started = time.monotonic()
+stats: dict[str, int] = defaultdict(int)
+
+
+def windows_for(source: Source) -> PartitionWindows:
+    pw = windows.get(source)
+    if pw is None:
+        width = len(FAMILIES[source[0]].counters)
+        pw = windows[source] = PartitionWindows(settings.window_ms, settings.lateness_ms, width)
+    return pw
+
+
+def extractor_for(source: Source) -> Extractor:
+    # Balances are keyed by account, so an account's history is in one partition's state.
+    ex = extractors.get(source)
+    if ex is None:
+        ex = extractors[source] = Extractor()
+    return ex
+
+
+def partition_count(topic_name: str) -> int:
+    n = app.consumer.topic_partitions(topic_name)
+    return int(n) if n else settings.partitions
+
+
+async def _broadcast(marker: dict[str, Any]) -> None:
+    n = partition_count(windows_topic.get_topic_name())
+    for q in range(n):
+        await windows_topic.send(key=b"", value=marker, partition=q)
+
+
+async def emit_closed(
+    source: Source, topic_name: str, closed: list[ClosedWindow], until_ms: int | None
+) -> None:
+    """Send the partials of closed windows (one per service) and the source's marker."""
+    kind, partition = source
+    n = partition_count(topic_name)
+    for window in closed:
+        by_service: dict[str, dict[str, list[int]]] = defaultdict(dict)
+        for key, counts in window.segments.items():
+            by_service[key.split(SEP, 1)[0]][key] = counts
+        for service, segments in sorted(by_service.items()):
+            await windows_topic.send(
+                key=service.encode(),
+                value={"kind": "partial", "topic": kind, "src": partition, "n": n,
+                       "window": window.start_ms, "group": service, "segments": segments},
+            )  # fmt: skip
+    if until_ms is not None:
+        await _broadcast(
+            {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms}
+        )
+
+
+@app.agent(inputs_topic, concurrency=1)
+async def ingest(stream: Any) -> None:
+    # concurrency=1: the per-source windows and extractor state are this agent's own.
+    max_bytes = settings.max_record_bytes
+    async for events in stream.take_events(BATCH, within=0.2):
+        touched: dict[Source, str] = {}
+        for event in events:
+            msg = event.message
+            kind = KIND_OF_TOPIC.get(msg.topic, "")
+            source = (kind, msg.partition)
+            try:
+                rec = decode(kind, event.value, max_bytes=max_bytes)
+                if kind == "maintenance":
+                    await windows_topic.send(
+                        key=str(rec.get("service", "")).encode(),
+                        value={"kind": "maintenance", "record": rec},
+                    )
+                    continue
+                if kind not in FAMILIES:  # feedback: read by the incident manager (issue 5)
+                    continue
+                pw = windows_for(source)
+                ts = rec["event_time"]
+                accepted = True
+                for _service, key, index, amount in extractor_for(source).updates(kind, rec):
+                    accepted = pw.add(ts, key, index, amount) and accepted
+            except InvalidRecord as exc:
+                stats["dead_letters"] += 1
+                await send_dead_letter(deadletter_topic, event, exc.kind, exc.reason)
+                continue
+            except Exception as exc:  # a bug must not ack the record away: keep it
+                log.exception("cannot count %s@%s/%s", msg.topic, msg.partition, msg.offset)
+                stats["dead_letters"] += 1
+                reason = f"{kind} record: internal error {type(exc).__name__}: {exc}"
+                await send_dead_letter(deadletter_topic, event, "internal", reason)
+                continue
+            if not accepted:
+                stats["late"] += 1
+                reason = (
+                    f"{kind} record: event_time {rec['event_time']} is older than the "
+                    f"partition's closed windows (closed until {pw.closed_until_ms}); raise "
+                    f"RADAR_LATENESS_SECONDS (now {settings.lateness_seconds}) to accept "
+                    "more disorder"
+                )
+                await send_dead_letter(deadletter_topic, event, "late", reason)
+                continue
+            stats["counted"] += 1
+            touched[source] = msg.topic
+        now = time.monotonic()
+        for source, topic_name in touched.items():
+            last_seen[source] = now
+            pw = windows[source]
+            before = pw.closed_until_ms
+            closed = pw.pop_closed()
+            if pw.closed_until_ms != before:
+                await emit_closed(source, topic_name, closed, pw.closed_until_ms)
+
+
+@app.timer(interval=1.0)
+async def advance_quiet_partitions() -> None:
+    """Let quiet partitions stop holding back windows (the only wall-clock rule).
+
+    A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read*
+    (its fetch position has reached its high watermark) is advanced to the newest closed
+    window of the busy partitions: it closes its windows up to there and says so to stage 2.
+    With no busy partition it says nothing, unless every partition is quiet: then the input
+    has stopped and every open window is closed. A partition that is behind, or not fetched
+    yet, is never advanced: releasing windows without it would lose its counts.
+    """
+    counted = {name: kind for name, kind in KIND_OF_TOPIC.items() if kind in FAMILIES}
+    tps = sorted(
+        (tp for tp in app.consumer.assignment() if tp.topic in counted),
+        key=lambda t: (t.topic, t.partition),
+    )
+    if not tps:
+        return
+    now = time.monotonic()
+    quiet: list[tuple[Source, str]] = []
+    for tp in tps:
+        source = (counted[tp.topic], tp.partition)
+        if now - last_seen.get(source, started) < settings.idle_seconds:
+            continue
+        high = app.consumer.highwater(tp)
+        position = await app.consumer.position(tp)
+        if high is not None and position is not None and position >= high:
+            quiet.append((source, tp.topic))
+    if not quiet:
+        return
+    quiet_sources = {s for s, _ in quiet}
+    if len(quiet) == len(tps):  # the input has stopped: close every open window
+        newest = [pw.max_event_ms for pw in windows.values() if pw.max_event_ms is not None]
+        if not newest:
+            return
+        horizon = max(newest) - max(newest) % settings.window_ms + settings.window_ms
+    else:
+        busy = [pw.closed_until_ms for s, pw in windows.items() if s not in quiet_sources]
+        known = [b for b in busy if b is not None]
+        if not known:
+            return
+        horizon = max(known)
+    for source, topic_name in quiet:
+        pw = windows_for(source)
+        before = pw.closed_until_ms
+        closed = pw.close_until(horizon)
+        if pw.closed_until_ms != before:
+            await emit_closed(source, topic_name, closed, pw.closed_until_ms)
