@@ -353,6 +353,10 @@ class DetectionEngine:
         self.pool_ms = pool_ms
         self.pools: dict[tuple[str, str], _Pool] = {}
         self.detectors: dict[tuple[str, Segment], Any] = {}
+        #: Pooled signals judge the running sum with detectors of their own, learned at that
+        #: scale (a per-window baseline misjudges it: e.g. OTP deliveries land one window after
+        #: their sends, which makes single windows far noisier than their sum).
+        self.pooled_detectors: dict[tuple[str, Segment], Any] = {}
         self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
         self.windows_seen = 0
 
@@ -361,6 +365,13 @@ class DetectionEngine:
         det = self.detectors.get(key)
         if det is None:
             det = self.detectors[key] = signal.make(self.window_ms)
+        return det
+
+    def pooled_detector(self, signal: Signal, segment: Segment) -> Any:
+        key = (signal.name, segment)
+        det = self.pooled_detectors.get(key)
+        if det is None:
+            det = self.pooled_detectors[key] = signal.make(self.window_ms)
         return det
 
     def process(self, window: EngineWindow) -> list[Anomaly]:
@@ -407,14 +418,19 @@ class DetectionEngine:
             pooled: dict[Segment, _Rollup] = _roll(family, signal, service, pooled_cells)
             pflagged = set()
             for seg, roll in pooled.items():
-                if seg not in rollups or seg in flagged:
+                if seg not in rollups:
                     continue
                 x = signal.x(roll.counts, t)
-                if self.detector(signal, seg).is_anomalous(x):
+                pdet = self.pooled_detector(signal, seg)
+                if seg not in flagged and pdet.is_anomalous(x):
                     pflagged.add(seg)
                     pevidence[seg] = x
+                elif seg not in flagged:
+                    pdet.learn_one(x)
             if pflagged:
-                proots = self._attribute(signal, flagged | pflagged, pooled, pooled_cells, t)
+                proots = self._attribute(
+                    signal, flagged | pflagged, pooled, pooled_cells, t, pooled=True
+                )
                 proots &= pflagged
         end = t + self.window_ms
         out = []
@@ -431,8 +447,10 @@ class DetectionEngine:
             anomalous = seg in roots or (seg in proots and not life.is_open)
             tr = life.update(end, anomalous=anomalous, normal=normal and not anomalous)
             if tr is not None:  # evidence (with bounds) only for what is reported
-                shown = det.explain(pevidence[seg] if tr.action == "open" and seg not in roots
-                                    else x_now)  # fmt: skip
+                if tr.action == "open" and seg not in roots:
+                    shown = self.pooled_detector(signal, seg).explain(pevidence[seg])
+                else:
+                    shown = det.explain(x_now)
             if seg not in flagged and seg not in pflagged:  # an outage is not learned
                 det.learn_one(x_now)
             if tr is not None and tr.action == "resolve" and signal.pooled:
@@ -452,6 +470,7 @@ class DetectionEngine:
         rollups: Mapping[Segment, _Rollup],
         cells: Mapping[str, Counts],
         t: int,
+        pooled: bool = False,
     ) -> set[Segment]:
         """The flagged segments that no set of flagged segments of another dimension explains.
 
@@ -486,7 +505,8 @@ class DetectionEngine:
             for key in removed:
                 for i, v in enumerate(cells[key]):
                     residual[i] -= v
-            return not self.detector(signal, a).is_anomalous(signal.x(residual, t))
+            judge = self.pooled_detector(signal, a) if pooled else self.detector(signal, a)
+            return not judge.is_anomalous(signal.x(residual, t))
 
         roots = set()
         for a in flagged:

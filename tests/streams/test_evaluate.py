@@ -52,11 +52,18 @@ def test_matching_delay_segment_cause_and_false_incidents() -> None:
     assert matches[0].segment_correct and matches[0].cause_correct
     assert matches[1].incident is None
     stats = RunStats(events=1000, first_ms=T0, last_ms=T0 + 2 * 86_400_000, seconds=0.5)
-    line = last_line(matches, [unrelated, right], stats)
+    line = last_line(matches, [unrelated, right], stats, 10_000)
     assert line == (
         "evaluate: detected=1/2 false_per_day=0.50 median_delay_s=50 cause_correct=1/2 "
         "events_per_s=2000"
     )
+    # A second incident of the same outage is a duplicate, not a false one.
+    again = _incident(
+        "wallet", T0 + 600_000, "transactions.success_rate",
+        Segment("wallet", "partner_bank", "ACB"), "partner_bank_failure",
+    )  # fmt: skip
+    line = last_line(matches, [unrelated, right, again], stats, 10_000)
+    assert "false_per_day=0.50 " in line
 
 
 def test_labels_errors_name_the_problem(tmp_path: Path) -> None:
