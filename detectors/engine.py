@@ -186,7 +186,11 @@ def default_signals() -> list[Signal]:
         Signal(
             "otp.delivery_ratio", OTP, ("operator", "provider", None),
             lambda w: rate(),
-            _rate(lambda c: c[_c(OTP, "delivered")], lambda c: c[_c(OTP, "sent")]),
+            # Outcomes, not sends: a code ends delivered, expired or failed; comparing
+            # deliveries with sends of the same window is skewed by the delivery delay.
+            _rate(lambda c: c[_c(OTP, "delivered")],
+                  lambda c: c[_c(OTP, "delivered")] + c[_c(OTP, "expired")]
+                  + c[_c(OTP, "failed")]),
             "OTP delivery ratio",
             *_by_dimension(
                 {"operator": "otp_operator_delivery_failure",
