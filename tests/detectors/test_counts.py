@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
-import gc
-import importlib.util
 import json
 import math
-import random
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from river import checks
 
 from detectors.counts import CountEvidence, SeasonalCount, SilenceDetector
+from tests.detectors.river_conformance import (
+    Dataset,
+    credit_card_like,
+    roc_auc_score,
+    run_river_checks,
+)
 
 WINDOW_MS = 600_000  # ten-minute windows keep a simulated week fast
 DAY = 144  # windows per day
@@ -541,30 +540,8 @@ def test_evidence_is_frozen_and_has_the_common_fields() -> None:
 # --------------------------------------------------------------- River conformance
 
 
-class _Dataset:
-    """A re-iterable list of (x, y), as River's checks expect of their datasets."""
-
-    def __init__(self, rows: list[tuple[dict[str, Any], int]]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
-        return iter(self.rows)
-
-
 @functools.cache
-def _credit_card_like(size: int) -> _Dataset:
-    """Shaped like River's CreditCard stream: 30 float features, rare positives, no counts."""
-    rng = random.Random(size)
-    rows = []
-    for t in range(size):
-        x = {"Time": float(t), "Amount": rng.expovariate(1 / 80)}
-        x.update({f"V{i}": rng.gauss(0, 1) for i in range(1, 29)})
-        rows.append((x, int(t % 97 == 50)))
-    return _Dataset(rows)
-
-
-@functools.cache
-def _count_windows(size: int) -> _Dataset:
+def _count_windows(size: int) -> Dataset:
     """10-second windows of ~200 events; every 100 windows a surge (x5) or a silence (label 1)."""
     rng = np.random.default_rng(size)
     rows = []
@@ -575,23 +552,15 @@ def _count_windows(size: int) -> _Dataset:
             mu = 5 * mu if (i // 100) % 2 else 0.0
         x = {"t": i * 10_000, "count": int(rng.poisson(mu)), "latency_ms": float(rng.gamma(2, 50))}
         rows.append((x, int(outage)))
-    return _Dataset(rows)
+    return Dataset(rows)
 
 
-def _datasets(model: Any, scale: int = 1) -> Iterator[_Dataset]:
+def _datasets(model: Any, scale: int = 1) -> Iterator[Dataset]:
     # check_bounded_memory_growth asks for scale=10; 4x the usual length (2,000 windows, two
     # thirds of a day's seasonal buckets visited) is enough to tell growth from noise.
     scale = min(scale, 4)
-    yield _credit_card_like(200 * scale)
+    yield credit_card_like(200 * scale)
     yield _count_windows(500 * scale)
-
-
-def _roc_auc_score(labels: list[int], scores: list[float]) -> float:
-    """ROC AUC as the Mann-Whitney probability that a positive outscores a negative (ties 1/2)."""
-    positives = [s for y, s in zip(labels, scores, strict=True) if y]
-    negatives = [s for y, s in zip(labels, scores, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
 
 
 _RIVER_CASES = [
@@ -602,36 +571,14 @@ _RIVER_CASES = [
 
 @pytest.mark.parametrize(("cls", "params"), _RIVER_CASES, ids=str)
 def test_river_checks(cls: type, params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # River's dataset checks stream `datasets.CreditCard` (a ~150 MB download) and import
-    # scikit-learn, neither of which this project installs. Every check still runs: the datasets
-    # are replaced by a CreditCard-shaped stream (no count, no t: the detector must stay neutral
-    # and not raise) and by count windows with labelled surges and silences; check_roc_auc, which
-    # only needs `sklearn.metrics.roc_auc_score`, gets an exact stand-in without scikit-learn.
-    monkeypatch.setattr(checks, "_yield_datasets", _datasets)
-    if importlib.util.find_spec("sklearn") is None:
-        metrics = types.ModuleType("sklearn.metrics")
-        metrics.roc_auc_score = _roc_auc_score  # type: ignore[attr-defined]
-        sklearn = types.ModuleType("sklearn")
-        sklearn.metrics = metrics  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "sklearn", sklearn)
-        monkeypatch.setitem(sys.modules, "sklearn.metrics", metrics)
-
+    # Every River check runs, without CreditCard or scikit-learn (see river_conformance): on a
+    # CreditCard-shaped stream (no count, no t: the detector must stay neutral and not raise)
+    # and on count windows with labelled surges and silences. freeze_gc: the gc.collect() calls
+    # of check_bounded_memory_growth need not walk what the process already holds.
     model = cls(**params)
-    ran = []
-    # check_bounded_memory_growth runs gc.collect() four times; frozen, the objects this test
-    # process already holds (pytest, numpy, River) are not walked again each time (0.1 s each).
-    gc.freeze()
-    try:
-        for check in checks.yield_checks(model):
-            if check.__name__ in model._unit_test_skips():
-                continue
-            try:
-                check(copy.deepcopy(model))
-            except Exception as error:
-                raise AssertionError(f"River check {check.__name__} failed") from error
-            ran.append(check.__name__)
-    finally:
-        gc.unfreeze()
+    ran = run_river_checks(
+        model, _datasets, monkeypatch, skips=model._unit_test_skips(), freeze_gc=True
+    )
     assert {"check_roc_auc", "check_emerging_features", "check_bounded_memory_growth"} <= set(ran)
     assert len(ran) >= 30
 
@@ -643,4 +590,4 @@ def test_scores_rank_surges_and_silences_above_normal_windows() -> None:
         scores.append(detector.score_one(x))
         detector.learn_one(x)
         labels.append(y)
-    assert _roc_auc_score(labels, scores) > 0.99
+    assert roc_auc_score(labels, scores) > 0.99

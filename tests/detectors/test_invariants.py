@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import doctest
 import functools
-import gc
-import importlib.util
 import json
 import random
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from river import checks
 
 import detectors.invariants
 from detectors.invariants import InvariantBurst, InvariantEvidence
+from tests.detectors.river_conformance import (
+    Dataset,
+    credit_card_like,
+    roc_auc_score,
+    run_river_checks,
+)
 
 W = 10_000  # window length, ms
 DAY = 8640  # ten-second windows per day
@@ -301,30 +301,8 @@ def test_doctest_example_runs() -> None:
 # --------------------------------------------------------------- River conformance
 
 
-class _Dataset:
-    """A re-iterable list of (x, y), as River's checks expect of their datasets."""
-
-    def __init__(self, rows: list[tuple[dict[str, Any], int]]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
-        return iter(self.rows)
-
-
 @functools.cache
-def _credit_card_like(size: int) -> _Dataset:
-    """Shaped like River's CreditCard stream: 30 float features, rare positives, no counts."""
-    rng = random.Random(size)
-    rows = []
-    for t in range(size):
-        x = {"Time": float(t), "Amount": rng.expovariate(1 / 80)}
-        x.update({f"V{i}": rng.gauss(0, 1) for i in range(1, 29)})
-        rows.append((x, int(t % 97 == 50)))
-    return _Dataset(rows)
-
-
-@functools.cache
-def _violation_windows(size: int) -> _Dataset:
+def _violation_windows(size: int) -> Dataset:
     """Stray violations; every 100 windows a burst of 2-5 a window for 3 windows (label 1)."""
     rng = random.Random(size + 1)
     rows = []
@@ -332,54 +310,24 @@ def _violation_windows(size: int) -> _Dataset:
         burst = i % 100 >= 97
         v = rng.randint(2, 5) if burst else int(rng.random() < 0.02)
         rows.append(({"t": i * W, "violations": v, "checked": rng.randint(100, 900)}, int(burst)))
-    return _Dataset(rows)
+    return Dataset(rows)
 
 
-def _datasets(model: Any, scale: int = 1) -> Iterator[_Dataset]:
+def _datasets(model: Any, scale: int = 1) -> Iterator[Dataset]:
     scale = min(scale, 4)  # check_bounded_memory_growth asks for 10x; 4x tells growth apart
-    yield _credit_card_like(200 * scale)
+    yield credit_card_like(200 * scale)
     yield _violation_windows(500 * scale)
-
-
-def _roc_auc_score(labels: list[int], scores: list[float]) -> float:
-    """ROC AUC as the Mann-Whitney probability that a positive outscores a negative (ties 1/2)."""
-    positives = [s for y, s in zip(labels, scores, strict=True) if y]
-    negatives = [s for y, s in zip(labels, scores, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
 
 
 @pytest.mark.parametrize("params", list(InvariantBurst._unit_test_params()), ids=str)
 def test_river_checks(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # As in test_rates: River's own datasets (CreditCard, a ~150 MB download) and scikit-learn
-    # are not installed; every check still runs, on a CreditCard-shaped stream (no violation
-    # count: neutral, no exception) and on labelled violation windows, with an exact
-    # roc_auc_score stand-in when scikit-learn is absent.
-    monkeypatch.setattr(checks, "_yield_datasets", _datasets)
-    if importlib.util.find_spec("sklearn") is None:
-        metrics = types.ModuleType("sklearn.metrics")
-        metrics.roc_auc_score = _roc_auc_score  # type: ignore[attr-defined]
-        sklearn = types.ModuleType("sklearn")
-        sklearn.metrics = metrics  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "sklearn", sklearn)
-        monkeypatch.setitem(sys.modules, "sklearn.metrics", metrics)
-
+    # Every River check runs (see river_conformance), on a CreditCard-shaped stream (no
+    # violation count: neutral, no exception) and on labelled violation windows; freeze_gc, as
+    # in test_counts, keeps check_bounded_memory_growth quick.
     model = InvariantBurst(**params)
-    ran = []
-    # check_bounded_memory_growth runs gc.collect() four times; frozen, the objects this test
-    # process already holds (pytest, numpy, River) are not walked again each time (0.1 s each).
-    gc.freeze()
-    try:
-        for check in checks.yield_checks(model):
-            if check.__name__ in model._unit_test_skips():
-                continue
-            try:
-                check(copy.deepcopy(model))
-            except Exception as error:
-                raise AssertionError(f"River check {check.__name__} failed") from error
-            ran.append(check.__name__)
-    finally:
-        gc.unfreeze()
+    ran = run_river_checks(
+        model, _datasets, monkeypatch, skips=model._unit_test_skips(), freeze_gc=True
+    )
     assert {"check_roc_auc", "check_emerging_features", "check_bounded_memory_growth"} <= set(ran)
     assert len(ran) >= 30
 
@@ -391,4 +339,4 @@ def test_scores_rank_bursts_above_normal_windows() -> None:
         scores.append(detector.score_one(x))
         detector.learn_one(x)
         labels.append(y)
-    assert _roc_auc_score(labels, scores) > 0.95
+    assert roc_auc_score(labels, scores) > 0.95

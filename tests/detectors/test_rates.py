@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib.util
 import json
 import math
 import random
-import sys
-import types
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from river import checks
 
 from detectors.rates import RateEvidence, SuccessRateDrop
+from tests.detectors.river_conformance import (
+    Dataset,
+    credit_card_like,
+    roc_auc_score,
+    run_river_checks,
+)
 
 DAY = 288  # five-minute windows per day
 
@@ -412,30 +413,8 @@ def test_evidence_is_frozen() -> None:
 # ---------------------------------------------------------------- River conformance
 
 
-class _Dataset:
-    """A re-iterable list of (x, y), as River's checks expect of their datasets."""
-
-    def __init__(self, rows: list[tuple[dict[str, Any], int]]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
-        return iter(self.rows)
-
-
 @functools.cache
-def _credit_card_like(size: int) -> _Dataset:
-    """Shaped like River's CreditCard stream: 30 float features, rare positives, no counts."""
-    rng = random.Random(size)
-    rows = []
-    for t in range(size):
-        x = {"Time": float(t), "Amount": rng.expovariate(1 / 80)}
-        x.update({f"V{i}": rng.gauss(0, 1) for i in range(1, 29)})
-        rows.append((x, int(t % 97 == 50)))
-    return _Dataset(rows)
-
-
-@functools.cache
-def _payment_windows(size: int) -> _Dataset:
+def _payment_windows(size: int) -> Dataset:
     """Our own data: windows at ~98 %, with a collapse (label 1) every 100 windows."""
     rng = random.Random(size + 1)
     rows = []
@@ -444,49 +423,21 @@ def _payment_windows(size: int) -> _Dataset:
         n = rng.randint(20, 300)
         k = binomial(rng, n, 0.3 if outage else 0.98)
         rows.append(({"successes": k, "trials": n, "latency_ms": rng.uniform(50, 400)}, outage))
-    return _Dataset([(x, int(y)) for x, y in rows])
+    return Dataset([(x, int(y)) for x, y in rows])
 
 
-def _datasets(model: Any, scale: int = 1) -> Iterator[_Dataset]:
-    yield _credit_card_like(1000 * scale)
+def _datasets(model: Any, scale: int = 1) -> Iterator[Dataset]:
+    yield credit_card_like(1000 * scale)
     yield _payment_windows(1000 * scale)
-
-
-def _roc_auc_score(labels: list[int], scores: list[float]) -> float:
-    """ROC AUC as the Mann-Whitney probability that a positive outscores a negative (ties 1/2)."""
-    positives = [s for y, s in zip(labels, scores, strict=True) if y]
-    negatives = [s for y, s in zip(labels, scores, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
 
 
 @pytest.mark.parametrize("params", list(SuccessRateDrop._unit_test_params()), ids=str)
 def test_river_checks(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # River's dataset checks stream `datasets.CreditCard` (a ~150 MB download) and import
-    # scikit-learn, neither of which this project installs. Every check still runs: the datasets
-    # are replaced by a CreditCard-shaped stream (arbitrary features, no counts: the detector
-    # must stay neutral and not raise) and by payment windows with labelled outages; and
-    # check_roc_auc, which only needs `sklearn.metrics.roc_auc_score`, gets an exact stand-in
-    # when scikit-learn is absent.
-    monkeypatch.setattr(checks, "_yield_datasets", _datasets)
-    if importlib.util.find_spec("sklearn") is None:
-        metrics = types.ModuleType("sklearn.metrics")
-        metrics.roc_auc_score = _roc_auc_score  # type: ignore[attr-defined]
-        sklearn = types.ModuleType("sklearn")
-        sklearn.metrics = metrics  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "sklearn", sklearn)
-        monkeypatch.setitem(sys.modules, "sklearn.metrics", metrics)
-
+    # Every River check runs, without CreditCard or scikit-learn (see river_conformance): on a
+    # CreditCard-shaped stream (arbitrary features, no counts: the detector must stay neutral
+    # and not raise) and on payment windows with labelled outages.
     model = SuccessRateDrop(**params)
-    ran = []
-    for check in checks.yield_checks(model):
-        if check.__name__ in model._unit_test_skips():
-            continue
-        try:
-            check(copy.deepcopy(model))
-        except Exception as error:
-            raise AssertionError(f"River check {check.__name__} failed") from error
-        ran.append(check.__name__)
+    ran = run_river_checks(model, _datasets, monkeypatch, skips=model._unit_test_skips())
     assert {"check_roc_auc", "check_emerging_features", "check_bounded_memory_growth"} <= set(ran)
     assert len(ran) >= 30
 
@@ -499,4 +450,4 @@ def test_scores_rank_outages_above_normal_windows() -> None:
         scores.append(detector.score_one(x))
         detector.learn_one(x)
         labels.append(y)
-    assert _roc_auc_score(labels, scores) > 0.99
+    assert roc_auc_score(labels, scores) > 0.99

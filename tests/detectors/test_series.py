@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-import importlib.util
 import math
 import pickle
 import random
-import sys
-import types
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from river import checks
 
 from detectors.series import VIEWS, KpiScorer
+from tests.detectors.river_conformance import (
+    Dataset,
+    credit_card_like,
+    roc_auc_score,
+    run_river_checks,
+)
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 STEP = 300.0  # five minutes
@@ -350,30 +351,8 @@ def test_invalid_parameters_are_refused(params: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- River conformance
 
 
-class _Dataset:
-    """A re-iterable list of (x, y), as River's checks expect of their datasets."""
-
-    def __init__(self, rows: list[tuple[dict[str, Any], int]]) -> None:
-        self.rows = rows
-
-    def __iter__(self) -> Iterator[tuple[dict[str, Any], int]]:
-        return iter(self.rows)
-
-
 @functools.cache
-def _credit_card_like(size: int) -> _Dataset:
-    """Shaped like River's CreditCard stream: 30 float features and no `value`: neutral."""
-    rng = random.Random(size)
-    rows = []
-    for i in range(size):
-        x = {"Time": float(i), "Amount": rng.expovariate(1 / 80)}
-        x.update({f"V{j}": rng.gauss(0, 1) for j in range(1, 29)})
-        rows.append((x, int(i % 97 == 50)))
-    return _Dataset(rows)
-
-
-@functools.cache
-def _kpi_stream(size: int) -> _Dataset:
+def _kpi_stream(size: int) -> Dataset:
     """Our own data: a daily KPI every 5 minutes, with labelled spikes and dropouts."""
     rng = random.Random(size + 1)
     rows = []
@@ -383,48 +362,22 @@ def _kpi_stream(size: int) -> _Dataset:
         if label:
             value = 0.0 if i % 500 == 200 else value + 60.0
         rows.append(({"t": T0 + STEP * i, "value": value, "host": 1.0}, int(label)))
-    return _Dataset(rows)
+    return Dataset(rows)
 
 
-def _datasets(model: Any, scale: int = 1) -> Iterator[_Dataset]:
-    yield _credit_card_like(1000 * scale)
+def _datasets(model: Any, scale: int = 1) -> Iterator[Dataset]:
+    yield credit_card_like(1000 * scale)
     yield _kpi_stream(1000 * scale)
-
-
-def _roc_auc_score(labels: list[int], scores: list[float]) -> float:
-    """ROC AUC as the Mann-Whitney probability that a positive outscores a negative (ties 1/2)."""
-    positives = [s for y, s in zip(labels, scores, strict=True) if y]
-    negatives = [s for y, s in zip(labels, scores, strict=True) if not y]
-    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
-    return wins / (len(positives) * len(negatives))
 
 
 @pytest.mark.parametrize("params", list(KpiScorer._unit_test_params()), ids=str)
 def test_river_checks(params: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # River's dataset checks stream `datasets.CreditCard` (a ~150 MB download) and import
-    # scikit-learn, neither of which this project installs. Every check still runs, none is
-    # skipped: the datasets are replaced by a CreditCard-shaped stream (features this scorer
-    # does not read: it must stay neutral and not raise) and by a labelled KPI stream; and
-    # check_roc_auc, which only needs `sklearn.metrics.roc_auc_score`, gets an exact stand-in
-    # when scikit-learn is absent.
-    monkeypatch.setattr(checks, "_yield_datasets", _datasets)
-    if importlib.util.find_spec("sklearn") is None:
-        metrics = types.ModuleType("sklearn.metrics")
-        metrics.roc_auc_score = _roc_auc_score  # type: ignore[attr-defined]
-        sklearn = types.ModuleType("sklearn")
-        sklearn.metrics = metrics  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "sklearn", sklearn)
-        monkeypatch.setitem(sys.modules, "sklearn.metrics", metrics)
-
+    # Every River check runs, none is skipped, without CreditCard or scikit-learn (see
+    # river_conformance): on a CreditCard-shaped stream (features this scorer does not read: it
+    # must stay neutral and not raise) and on a labelled KPI stream.
     model = KpiScorer(**params)
     assert model._unit_test_skips() == set()
-    ran = []
-    for check in checks.yield_checks(model):
-        try:
-            check(copy.deepcopy(model))
-        except Exception as error:
-            raise AssertionError(f"River check {check.__name__} failed") from error
-        ran.append(check.__name__)
+    ran = run_river_checks(model, _datasets, monkeypatch)
     assert {"check_roc_auc", "check_emerging_features", "check_bounded_memory_growth"} <= set(ran)
     assert len(ran) >= 30
 
@@ -438,4 +391,4 @@ def test_scores_rank_labelled_anomalies_above_normal_points() -> None:
         scorer.learn_one(x)
         labels.append(y)
     warm = slice(scorer.warmup, None)
-    assert _roc_auc_score(labels[warm], scores[warm]) > 0.99
+    assert roc_auc_score(labels[warm], scores[warm]) > 0.99
