@@ -22,6 +22,8 @@ from typing import Any, Literal, NamedTuple
 
 from river import base
 
+from detectors.state import check_version
+
 __all__ = ["CountEvidence", "SeasonalCount", "SilenceDetector"]
 
 _STATE_VERSION = 1
@@ -510,12 +512,7 @@ class SeasonalCount(base.AnomalyDetector):
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SeasonalCount:
         """Rebuild a detector from `state_dict()` output (possibly through JSON)."""
-        version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"unsupported {cls.__name__} state version {version!r} "
-                f"(this code reads version {_STATE_VERSION})"
-            )
+        check_version(cls.__name__, state, _STATE_VERSION)
         detector = cls(**state["params"])
         detector._recent_sum, detector._recent_weight = map(float, state["recent"])
         detector._correction_num, detector._correction_den = map(float, state["correction"])

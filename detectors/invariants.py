@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from river import base
 
 from detectors.counts import _time
+from detectors.state import check_version
 
 __all__ = ["InvariantBurst", "InvariantEvidence"]
 
@@ -300,12 +301,7 @@ class InvariantBurst(base.AnomalyDetector):
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> InvariantBurst:
         """Rebuild a detector from `state_dict()` output (possibly through JSON)."""
-        version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"unsupported InvariantBurst state version {version!r} "
-                f"(this code reads version {_STATE_VERSION})"
-            )
+        check_version(cls.__name__, state, _STATE_VERSION)
         detector = cls(**state["params"])
         detector._ring.extend((None if t is None else int(t), int(v)) for t, v in state["ring"])
         detector._background_sum, detector._background_weight = map(float, state["background"])

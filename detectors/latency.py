@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from river import base
 
 from detectors.counts import _count, _count_bounds, _z_up
+from detectors.state import check_version
 
 __all__ = ["LatencyEvidence", "LatencyShift"]
 
@@ -415,12 +416,7 @@ class LatencyShift(base.AnomalyDetector):
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> LatencyShift:
         """Rebuild a detector from `state_dict()` output (possibly through JSON)."""
-        version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"unsupported LatencyShift state version {version!r} "
-                f"(this code reads version {_STATE_VERSION})"
-            )
+        check_version(cls.__name__, state, _STATE_VERSION)
         detector = cls(**state["params"])
         detector._level_sum, detector._level_weight, detector._level_weight2 = map(
             float, state["level"]

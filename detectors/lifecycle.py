@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from detectors.state import check_version
+
 __all__ = ["IncidentLifecycle", "Transition"]
 
 _STATE_VERSION = 1
@@ -240,12 +242,7 @@ class IncidentLifecycle:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> IncidentLifecycle:
         """Rebuild a lifecycle from `state_dict()` output (possibly through JSON)."""
-        version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"unsupported IncidentLifecycle state version {version!r} "
-                f"(this code reads version {_STATE_VERSION})"
-            )
+        check_version(cls.__name__, state, _STATE_VERSION)
         life = cls(**state["params"])
         life._open = bool(state["open"])
         life._opened_at_ms = state["opened_at_ms"]

@@ -17,6 +17,8 @@ from typing import Any
 
 from river import base, stats
 
+from detectors.state import check_version
+
 __all__ = ["RateEvidence", "SuccessRateDrop"]
 
 _STATE_VERSION = 1
@@ -323,12 +325,7 @@ class SuccessRateDrop(base.AnomalyDetector):
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> SuccessRateDrop:
         """Rebuild a detector from `state_dict()` output (possibly through JSON)."""
-        version = state.get("version")
-        if version != _STATE_VERSION:
-            raise ValueError(
-                f"unsupported SuccessRateDrop state version {version!r} "
-                f"(this code reads version {_STATE_VERSION})"
-            )
+        check_version(cls.__name__, state, _STATE_VERSION)
         detector = cls(**state["params"])
         detector._alpha = float(state["alpha"])
         detector._beta = float(state["beta"])
