@@ -128,8 +128,11 @@ def _by_dimension(
 
 
 T, L, OTP, B, C, R = "transactions", "logins", "otp", "balances", "complaints", "requests"
+# Counter positions, looked up once (the signals read them every window).
 _t_ok, _t_failed, _t_pending = _c(T, "success"), _c(T, "failed"), _c(T, "pending")
 _r_req, _r_err = _c(R, "requests"), _c(R, "errors")
+_l_ok, _l_fail, _l_forced = _c(L, "success"), _c(L, "failure"), _c(L, "forced_logout")
+_o_ok, _o_exp, _o_fail = _c(OTP, "delivered"), _c(OTP, "expired"), _c(OTP, "failed")
 
 
 def default_signals() -> list[Signal]:
@@ -167,8 +170,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "logins.success_rate", L, ("region", None),
             lambda w: rate(),
-            _rate(lambda c: c[_c(L, "success")],
-                  lambda c: c[_c(L, "success")] + c[_c(L, "failure")]),
+            _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail]),
             "login success rate",
             *_by_dimension(
                 {None: "login_outage"},
@@ -179,7 +181,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "logins.forced_logouts", L, (None,),
             lambda w: SeasonalCount(direction="up", window_ms=w),
-            _count(_c(L, "forced_logout")),
+            _count(_l_forced),
             "forced logouts",
             *_by_dimension({None: "session_invalidation"}, {None: "sessions invalidated on {s}"}),
         ),
@@ -188,9 +190,7 @@ def default_signals() -> list[Signal]:
             lambda w: rate(),
             # Outcomes, not sends: a code ends delivered, expired or failed; comparing
             # deliveries with sends of the same window is skewed by the delivery delay.
-            _rate(lambda c: c[_c(OTP, "delivered")],
-                  lambda c: c[_c(OTP, "delivered")] + c[_c(OTP, "expired")]
-                  + c[_c(OTP, "failed")]),
+            _rate(lambda c: c[_o_ok], lambda c: c[_o_ok] + c[_o_exp] + c[_o_fail]),
             "OTP delivery ratio",
             *_by_dimension(
                 {"operator": "otp_operator_delivery_failure",

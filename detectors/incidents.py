@@ -239,8 +239,6 @@ class IncidentManager:
                 inc.resolved_at_ms = window_end_ms
                 self.open.remove(inc)
                 self.closed.append(inc)
-            elif not inc.open_members:  # opened and resolved in one window: keep it open
-                pass
             if action == "update" and all(a.action == "resolve" for a in changed):
                 continue  # a member resolved, the incident goes on: nothing to announce
             updates.append(IncidentUpdate(action, inc, window_end_ms, tuple(changed)))

@@ -8,7 +8,8 @@ the same windows whatever the speed or interleaving of the input:
    the partition's own order, never on wall-clock time or on other partitions. A window
    closes when the watermark passes its end; a record older than the watermark is late.
 2. :class:`WindowAssembler` merges the closed partials of every partition and releases a
-   window only when all partitions have closed it (or are idle), in window order.
+   window only when all partitions have closed it, in window order (a quiet partition is
+   advanced by its owner, never skipped).
 
 Counts are small lists of integers per segment; their meaning belongs to the signal.
 """
@@ -127,7 +128,7 @@ class PartitionWindows:
         return self.close_until(wm)
 
     def flush(self) -> list[ClosedWindow]:
-        """Close every open window (end of input, or the partition went idle)."""
+        """Close every open window (end of input)."""
         if not self._open:
             return []
         return self.close_until(max(self._open) + self.size_ms)
@@ -145,7 +146,6 @@ class PartitionWindows:
 @dataclass
 class _Source:
     closed_until_ms: int | None = None
-    idle: bool = False
 
 
 @dataclass
@@ -176,7 +176,7 @@ def _merge(
 class WindowAssembler:
     """Merges per-partition partials into complete windows, released in window order.
 
-    A window is complete when every source partition that is not idle has closed it.
+    A window is complete when every source partition has closed it.
     Results do not depend on the order partials of different partitions arrive in, and a
     partial delivered twice (at-least-once redelivery after a restart) replaces the first
     copy instead of being counted twice.
@@ -228,22 +228,13 @@ class WindowAssembler:
         src = self._sources.setdefault(source, _Source())
         if src.closed_until_ms is None or closed_until_ms > src.closed_until_ms:
             src.closed_until_ms = closed_until_ms
-        src.idle = False
-        return self._release()
-
-    def mark_idle(self, source: Hashable) -> list[AssembledWindow]:
-        """Partition ``source`` has gone quiet: stop waiting for it until it speaks again."""
-        self._sources.setdefault(source, _Source()).idle = True
         return self._release()
 
     def _release(self) -> list[AssembledWindow]:
-        active = [s for s in self._sources.values() if not s.idle]
-        if any(s.closed_until_ms is None for s in active):
+        closes = [s.closed_until_ms for s in self._sources.values()]
+        if any(c is None for c in closes):
             return []
-        if active:
-            horizon = min(s.closed_until_ms for s in active if s.closed_until_ms is not None)
-        else:
-            horizon = max(self._pending, default=0) + self.size_ms
+        horizon = min(c for c in closes if c is not None)
         ready = sorted(ws for ws in self._pending if ws + self.size_ms <= horizon)
         out = [_merge(ws, self._pending.pop(ws)) for ws in ready]
         if out:

@@ -30,19 +30,18 @@ from typing import IO, Any
 from faust.cli import AppCommand, option
 
 from streams.app import app
-from streams.errors import BrokerError, ConfigError, RadarError
+from streams.errors import BrokerError, ConfigError
 from streams.progress import Progress
 from streams.replay import (
     EXIT_ERRORS,
     EXIT_OK,
-    EXIT_USAGE,
     ErrorLog,
     StopFlag,
     check_reachable,
+    command_main,
     parse_bootstrap,
     parse_time,
     parse_topic_list,
-    quiet_kafka_selector,
     unreachable,
 )
 from streams.traffic import SUFFIXES, TrafficRecord, TrafficWriter
@@ -398,16 +397,8 @@ def record_main(**values: Any) -> int:
     """The ``record`` command without Faust: validate, run, map errors to exit codes."""
     from streams.app import settings
 
-    quiet_kafka_selector()
-    stop = StopFlag()
-    try:
+    def run(stop: StopFlag) -> int:
         options = build_options(default_topics=list(settings.topics.inputs().values()), **values)
-        with stop.installed():
-            code, _ = run_record(options, stop, settings.bootstrap_servers)
-        return code
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_USAGE
-    except RadarError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return EXIT_ERRORS
+        return run_record(options, stop, settings.bootstrap_servers)[0]
+
+    return command_main(run)

@@ -1148,20 +1148,28 @@ async def replay(
     )
 
 
-def replay_main(source: str, **values: Any) -> int:
-    """The ``replay`` command without Faust: validate, run, map errors to exit codes."""
-    from streams.app import settings
-
+def command_main(run: Callable[[StopFlag], int]) -> int:
+    """Run a Kafka command body with Ctrl-C/SIGTERM handling; map errors to exit codes
+    (a bad option or source: :data:`EXIT_USAGE`; anything else of ours: :data:`EXIT_ERRORS`)."""
     quiet_kafka_selector()
     stop = StopFlag()
     try:
-        options = build_options(source, **values)
         with stop.installed():
-            code, _ = run_replay(options, stop, settings.bootstrap_servers)
-        return code
+            return run(stop)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except RadarError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERRORS
+
+
+def replay_main(source: str, **values: Any) -> int:
+    """The ``replay`` command without Faust: validate, run, map errors to exit codes."""
+    from streams.app import settings
+
+    def run(stop: StopFlag) -> int:
+        options = build_options(source, **values)
+        return run_replay(options, stop, settings.bootstrap_servers)[0]
+
+    return command_main(run)

@@ -35,7 +35,6 @@ windows: dict[Source, PartitionWindows] = {}
 extractors: dict[Source, Extractor] = {}
 last_seen: dict[Source, float] = {}
 started = time.monotonic()
-stats: dict[str, int] = defaultdict(int)
 
 
 def windows_for(source: Source) -> PartitionWindows:
@@ -113,17 +112,14 @@ async def ingest(stream: Any) -> None:
                 for _service, key, index, amount in extractor_for(source).updates(kind, rec):
                     accepted = pw.add(ts, key, index, amount) and accepted
             except InvalidRecord as exc:
-                stats["dead_letters"] += 1
                 await send_dead_letter(deadletter_topic, event, exc.kind, exc.reason)
                 continue
             except Exception as exc:  # a bug must not ack the record away: keep it
                 log.exception("cannot count %s@%s/%s", msg.topic, msg.partition, msg.offset)
-                stats["dead_letters"] += 1
                 reason = f"{kind} record: internal error {type(exc).__name__}: {exc}"
                 await send_dead_letter(deadletter_topic, event, "internal", reason)
                 continue
             if not accepted:
-                stats["late"] += 1
                 reason = (
                     f"{kind} record: event_time {rec['event_time']} is older than the "
                     f"partition's closed windows (closed until {pw.closed_until_ms}); raise "
@@ -132,7 +128,6 @@ async def ingest(stream: Any) -> None:
                 )
                 await send_dead_letter(deadletter_topic, event, "late", reason)
                 continue
-            stats["counted"] += 1
             touched[source] = msg.topic
         now = time.monotonic()
         for source, topic_name in touched.items():

@@ -267,37 +267,6 @@ def test_merge_does_not_alias_or_mutate_partials() -> None:
     assert p0["x"][0] == 1 and p1["x"][0] == 10
 
 
-def test_idle_source_does_not_block() -> None:
-    a = WindowAssembler(sources=[0, 1, 2], size_ms=SIZE)
-    a.add_partial(0, 0, "svc", {"x": [1]})
-    a.add_partial(1, 0, "svc", {"x": [2]})
-    assert a.mark_closed(0, 10_000) == []
-    assert a.mark_closed(1, 10_000) == []
-    [w] = a.mark_idle(2)
-    assert (w.start_ms, w.groups) == (0, {"svc": {"x": [3]}})
-    # while 2 is idle, the others alone drive release
-    a.add_partial(0, 10_000, "svc", {"x": [4]})
-    a.mark_closed(0, 20_000)
-    assert [w.start_ms for w in a.mark_closed(1, 20_000)] == [10_000]
-    # when 2 speaks again it is awaited again
-    a.add_partial(2, 20_000, "svc", {"x": [100]})
-    a.add_partial(0, 20_000, "svc", {"x": [1]})
-    assert a.mark_closed(2, 30_000) == []
-    assert a.mark_closed(0, 30_000) == []
-    [w] = a.mark_closed(1, 30_000)
-    assert (w.start_ms, w.groups) == (20_000, {"svc": {"x": [101]}})
-
-
-def test_every_source_idle_releases_all_pending() -> None:
-    a = WindowAssembler(sources=[0, 1], size_ms=SIZE)
-    a.add_partial(0, 0, "svc", {"x": [1]})
-    a.add_partial(1, 20_000, "svc", {"x": [2]})
-    assert a.mark_idle(0) == []  # 1 has not closed anything: still waiting
-    released = a.mark_idle(1)
-    assert as_tuples(released) == [(0, {"svc": {"x": [1]}}), (20_000, {"svc": {"x": [2]}})]
-    assert a.released_until_ms == 30_000
-
-
 def test_add_sources_awaits_new_partitions_and_keeps_old_state() -> None:
     a = WindowAssembler(sources=[0], size_ms=SIZE)
     a.add_partial(0, 0, "svc", {"x": [1]})
@@ -404,10 +373,12 @@ def run_pipeline(
     released_mid_stream = len(out)
     flush_order = list(records)
     rng.shuffle(flush_order)
-    for p in flush_order:  # end of input: close everything, then stop waiting for p
-        emit(p, windows[p].flush())
+    # End of input, as the worker does when every partition is quiet: close every partition
+    # up to the end of the newest window any of them has seen.
+    newest = max(w.max_event_ms for w in windows.values() if w.max_event_ms is not None)
+    horizon = newest - newest % SIZE + SIZE
     for p in flush_order:
-        out.extend(asm.mark_idle(p))
+        emit(p, windows[p].close_until(horizon))
     return out, released_mid_stream
 
 
