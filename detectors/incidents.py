@@ -73,6 +73,9 @@ class Incident:
         return sorted(set(picked)) or self.segments
 
 
+SEVERITIES = ("critical", "error", "warning", "info")
+
+
 @dataclass(frozen=True)
 class IncidentUpdate:
     """What happened to an incident in one window: opened, updated (grew) or resolved."""
@@ -81,6 +84,23 @@ class IncidentUpdate:
     incident: Incident
     at_ms: int
     anomalies: tuple[Anomaly, ...]
+
+    @property
+    def severity(self) -> str:
+        """From depth and breadth: a collapse (a drop of half) or several services is
+        critical, a drop of a fifth an error, less a warning; inside declared maintenance one
+        step lower; a resolve is info."""
+        if self.action == "resolve":
+            return "info"
+        inc = self.incident
+        ev = inc.primary.evidence
+        observed = getattr(ev, "observed", None)
+        expected = getattr(ev, "expected", None)
+        depth = expected - observed if observed is not None and expected is not None else 0.0
+        level = 0 if (depth >= 0.5 or len(inc.services) > 1) else 1 if depth >= 0.2 else 2
+        if inc.maintenance is not None:
+            level = min(level + 1, 3)
+        return SEVERITIES[level]
 
 
 def probable_cause(anomalies: Sequence[Anomaly]) -> tuple[str, str]:

@@ -22,7 +22,6 @@ EVENT_TYPES = {
     "resolve": "dev.outage-radar.incident.resolved",
 }
 PD_ACTIONS = {"open": "trigger", "update": "trigger", "resolve": "resolve"}
-SEVERITIES = ("critical", "error", "warning", "info")
 
 
 def iso_ms(ms: int) -> str:
@@ -40,22 +39,6 @@ def dedup_key(update: IncidentUpdate) -> str:
 
 def event_id(update: IncidentUpdate) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, f"{dedup_key(update)}|{update.action}|{update.at_ms}"))
-
-
-def severity(update: IncidentUpdate) -> str:
-    """From depth and breadth: a collapse (drop of half) or several services is critical;
-    inside declared maintenance one step lower; a resolve is info."""
-    if update.action == "resolve":
-        return "info"
-    inc = update.incident
-    ev = inc.primary.evidence
-    observed = getattr(ev, "observed", None)
-    expected = getattr(ev, "expected", None)
-    depth = (expected - observed) if observed is not None and expected is not None else 0.0
-    level = 0 if (depth >= 0.5 or len(inc.services) > 1) else 1 if depth >= 0.2 else 2
-    if inc.maintenance is not None:
-        level = min(level + 1, 3)
-    return SEVERITIES[level]
 
 
 def summary(update: IncidentUpdate) -> str:
@@ -123,7 +106,7 @@ def incident_event(update: IncidentUpdate, source: str) -> dict[str, Any]:
             dedup_key=dedup_key(update),
             payload=IncidentPayload(
                 summary=summary(update)[:1024],
-                severity=severity(update),
+                severity=update.severity,
                 source=primary.segment.label,
                 timestamp=at,
                 component=primary.segment.service,

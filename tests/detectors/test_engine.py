@@ -197,8 +197,9 @@ def test_incident_inside_declared_maintenance_says_so() -> None:
         {"event_id": "m2", "event_time": later + 30_000, "service": "shop",
          "start_time": later - 60_000, "end_time": later + 600_000, "status": "started"}
     )  # fmt: skip
-    manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
-    manager.process(later, [_anomaly("requests.error_rate", Segment("shop"), later)])
+    [pay] = manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
+    [shop] = manager.process(later, [_anomaly("requests.error_rate", Segment("shop"), later)])
+    assert (pay.severity, shop.severity) == ("info", "warning")  # one step lower inside
     by_service = {next(iter(i.services)): i for i in manager.incidents}
     assert by_service["pay"].maintenance == (T0 - 60_000, T0 + 600_000)
     assert by_service["shop"].maintenance is None  # declared after the incident opened
