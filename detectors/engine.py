@@ -29,6 +29,10 @@ from detectors.rates import SuccessRateDrop
 from detectors.signals import FAMILIES, MISSING, Family, split_key
 
 Counts = list[int]
+#: (signal, segment, window start ms, detector input, score, flagged, detector) -> None;
+#: called before the detector learns the window, so ``detector.explain(x)`` shows the
+#: baseline the window was judged against.
+Observer = Callable[["Signal", "Segment", int, dict[str, Any], float, bool, Any], None]
 #: family -> service -> cell key -> counts
 FamilyCounts = dict[str, dict[str, dict[str, Counts]]]
 
@@ -348,8 +352,12 @@ class DetectionEngine:
         resolve_after: int = 3,
         normal_score: float = 2.0,
         pool_ms: int = 5 * 60_000,
+        observer: Observer | None = None,
     ) -> None:
         self.window_ms = window_ms
+        #: Called for every scored (signal, segment, window): reports and plots read the
+        #: series through it; ``None`` (the default) costs nothing.
+        self.observer = observer
         self.signals = list(default_signals() if signals is None else signals)
         self.open_after = open_after
         self.resolve_after = resolve_after
@@ -407,6 +415,8 @@ class DetectionEngine:
             score[seg] = det.score_one(x)
             if det.is_anomalous(x):
                 flagged.add(seg)
+            if self.observer is not None:
+                self.observer(signal, seg, t, x, score[seg], seg in flagged, det)
         roots = self._attribute(signal, flagged, rollups, cells, t)
         # Pooled evidence opens an incident and keeps the outage out of the baseline; it does
         # not hold one open (the pool remembers the outage for pool_ms after it ends).

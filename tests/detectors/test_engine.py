@@ -221,3 +221,24 @@ def test_a_surge_that_ended_before_the_errors_still_names_an_overload() -> None:
     later.process(T0, [surge])
     upd = later.process(too_late, [_anomaly("requests.error_rate", cards, too_late)])
     assert upd[0].incident.cause_class == "section_failure"
+
+
+def test_the_observer_sees_every_scored_window_before_it_is_learned() -> None:
+    seen: list[tuple[str, str, int, bool, float]] = []
+
+    def observe(signal, seg, t, x, score, flagged, det) -> None:  # type: ignore[no-untyped-def]
+        if signal.name == "transactions.success_rate" and seg.value == "TCB":
+            # explain() shows the baseline the window was judged on (not yet learned).
+            seen.append((seg.label, x["trials"], t, flagged, det.explain(x).expected_rate))
+
+    def bad(bank: str, region: str) -> float:
+        return 0.2 if bank == "TCB" else 0.985
+
+    run(DetectionEngine(W, observer=observe), scenario(bad, volume=20, seed=1))
+    assert len(seen) == 160
+    assert [t for _, _, t, _, _ in seen] == [T0 + i * W for i in range(160)]
+    assert all(label == "wallet/partner_bank=TCB" for label, *_ in seen)
+    in_outage = [flagged for _, _, t, flagged, _ in seen if T0 + 60 * W <= t < T0 + 120 * W]
+    assert sum(in_outage) >= 50  # the collapse is flagged window after window ...
+    expected = [e for _, _, t, _, e in seen if T0 + 60 * W <= t < T0 + 120 * W]
+    assert min(expected) > 0.9  # ... and never learned as the new baseline
