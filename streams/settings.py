@@ -13,10 +13,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from streams.errors import ConfigError
 
 PREFIX = "RADAR_"
+#: Settings whose values are never printed (:meth:`Settings.describe` shows :data:`MASK`).
+SECRET_SETTINGS = frozenset({"webhook_secret", "webhook_routing_key"})
+MASK = "***"
+#: Shortest ``RADAR_WEBHOOK_SECRET`` accepted.
+MIN_SECRET_CHARS = 16
 
 #: Input topics in the order of ``DESIGN.md``; the value is the default topic name.
 INPUT_TOPICS: tuple[str, ...] = (
@@ -94,6 +100,21 @@ class Settings:
     data_dir: str = ".radar"
     #: ``RADAR_SOURCE``: CloudEvents ``source`` of the incidents this worker emits.
     source: str = "/outage-radar"
+    #: ``RADAR_WEBHOOK_URL``: where ``python -m streams webhook`` POSTs the PagerDuty Events v2
+    #: body of every incident event (empty: no webhook). Out of ``repr`` (a URL may hold a token).
+    webhook_url: str = field(default="", repr=False)
+    #: ``RADAR_WEBHOOK_SECRET``: HMAC-SHA256 key that signs every webhook request (empty:
+    #: unsigned). Never printed: masked in :meth:`describe`, left out of ``repr``.
+    webhook_secret: str = field(default="", repr=False)
+    #: ``RADAR_WEBHOOK_ROUTING_KEY``: PagerDuty integration key, added to the body as
+    #: ``routing_key`` (needed to POST to PagerDuty itself; masked like the secret).
+    webhook_routing_key: str = field(default="", repr=False)
+    #: ``RADAR_WEBHOOK_TIMEOUT_SECONDS``: time limit of one webhook request.
+    webhook_timeout_seconds: float = 10.0
+    #: ``RADAR_WEBHOOK_BACKOFF_SECONDS`` / ``RADAR_WEBHOOK_MAX_BACKOFF_SECONDS``: the first retry
+    #: delay (doubled per attempt, with jitter) and the cap of any delay.
+    webhook_backoff_seconds: float = 0.5
+    webhook_max_backoff_seconds: float = 60.0
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -146,11 +167,42 @@ class Settings:
             ("RADAR_PARTITIONS", self.partitions, 1),
             ("RADAR_REPLICATION", self.replication, 1),
             ("RADAR_MAX_RECORD_BYTES", self.max_record_bytes, 1),
+            ("RADAR_WEBHOOK_TIMEOUT_SECONDS", self.webhook_timeout_seconds, 0.001),
+            ("RADAR_WEBHOOK_BACKOFF_SECONDS", self.webhook_backoff_seconds, 0.001),
+            ("RADAR_WEBHOOK_MAX_BACKOFF_SECONDS", self.webhook_max_backoff_seconds, 0.001),
         ):
             if not math.isfinite(value):
                 raise ConfigError(f"{name}={value!r} is not a finite number; give e.g. {name}=10")
             if value < low:
                 raise ConfigError(f"{name}={value!r} is too small; it must be at least {low}")
+        self._validate_webhook()
+
+    def _validate_webhook(self) -> None:
+        if self.webhook_url:
+            try:
+                parts = urlsplit(self.webhook_url)
+                valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+                parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+            except ValueError:
+                valid = False
+            if not valid:
+                raise ConfigError(
+                    f"RADAR_WEBHOOK_URL={redacted_url(self.webhook_url)!r} is not an http(s) URL; "
+                    "give the receiver's full URL, e.g. https://events.pagerduty.com/v2/enqueue "
+                    "(or unset it: no webhook)"
+                )
+        if self.webhook_secret and len(self.webhook_secret) < MIN_SECRET_CHARS:
+            raise ConfigError(
+                f"RADAR_WEBHOOK_SECRET is {len(self.webhook_secret)} characters long (value not "
+                f"shown); use at least {MIN_SECRET_CHARS} random characters, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        if self.webhook_max_backoff_seconds < self.webhook_backoff_seconds:
+            raise ConfigError(
+                f"RADAR_WEBHOOK_MAX_BACKOFF_SECONDS={self.webhook_max_backoff_seconds!r} is below "
+                f"RADAR_WEBHOOK_BACKOFF_SECONDS={self.webhook_backoff_seconds!r}; the cap must be "
+                "at least the first delay (raise the cap or lower the first delay)"
+            )
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -170,11 +222,37 @@ class Settings:
         """Human-readable listing (secrets, when there are any, are masked here)."""
         lines = []
         for f in dataclasses.fields(self):
-            if f.name != "topics":
-                lines.append(f"{PREFIX}{f.name.upper()}={getattr(self, f.name)}")
+            if f.name == "topics":
+                continue
+            value = getattr(self, f.name)
+            if f.name in SECRET_SETTINGS and value:
+                value = MASK
+            elif f.name == "webhook_url":
+                value = redacted_url(value)
+            lines.append(f"{PREFIX}{f.name.upper()}={value}")
         for k, v in self.topics.all().items():
             lines.append(f"{PREFIX}TOPIC_{k.upper()}={v}")
         return "\n".join(lines)
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with a password and a query string masked (they often carry tokens).
+
+    >>> redacted_url("https://bot:hunter2@hooks.example.com/radar?token=abc")
+    'https://bot:***@hooks.example.com/radar?***'
+    >>> redacted_url("https://events.pagerduty.com/v2/enqueue")
+    'https://events.pagerduty.com/v2/enqueue'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].rsplit("@", 1)[-1]  # unparseable: drop what may be secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = (user.split(":", 1)[0] + ":" + MASK if ":" in user else user) + "@" + host
+    query = MASK if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _convert(name: str, raw: str, type_: Any) -> Any:

@@ -29,7 +29,15 @@ OVERRIDES: dict[str, tuple[str, object]] = {
     "web_port": ("7070", 7070),
     "data_dir": ("/var/lib/radar", "/var/lib/radar"),
     "source": ("/radar/eu-1", "/radar/eu-1"),
+    "webhook_url": ("https://hooks.example.com/radar", "https://hooks.example.com/radar"),
+    "webhook_secret": ("s3cret-s3cret-s3cret", "s3cret-s3cret-s3cret"),
+    "webhook_routing_key": ("R0UTINGKEY0123456789", "R0UTINGKEY0123456789"),
+    "webhook_timeout_seconds": ("2.5", 2.5),
+    "webhook_backoff_seconds": ("0.25", 0.25),
+    "webhook_max_backoff_seconds": ("30", 30.0),
 }
+#: Settings that describe() masks, so they cannot round-trip through it.
+MASKED = {"webhook_secret", "webhook_routing_key"}
 
 
 def env_name(field: str) -> str:
@@ -95,8 +103,9 @@ def test_all_settings_at_once_and_describe_round_trips() -> None:
     assert {name: getattr(s, name) for name in OVERRIDES} == {
         name: parsed for name, (_, parsed) in OVERRIDES.items()
     }
-    again = Settings.from_env(dict(line.split("=", 1) for line in s.describe().splitlines()))
-    assert again == s
+    listed = dict(line.split("=", 1) for line in s.describe().splitlines())
+    again = Settings.from_env({k: v for k, v in listed.items() if k not in map(env_name, MASKED)})
+    assert again == dataclasses.replace(s, **dict.fromkeys(MASKED, ""))
 
 
 @pytest.mark.parametrize("topic", TOPIC_FIELDS)
@@ -238,3 +247,83 @@ def test_settings_are_frozen() -> None:
     s = Settings.from_env({})
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.app_id = "x"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- webhook settings
+
+
+def test_webhook_is_off_by_default() -> None:
+    s = Settings.from_env({})
+    assert (s.webhook_url, s.webhook_secret, s.webhook_routing_key) == ("", "", "")
+    assert (s.webhook_timeout_seconds, s.webhook_backoff_seconds) == (10.0, 0.5)
+    assert s.webhook_max_backoff_seconds == 60.0
+
+
+@pytest.mark.parametrize(
+    "url", ["hooks.example.com/radar", "ftp://hooks.example.com/x", "https://", "http://h:port/x"]
+)
+def test_bad_webhook_url_names_variable_value_and_fix(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"RADAR_WEBHOOK_URL": url})
+    message = str(info.value)
+    assert "RADAR_WEBHOOK_URL" in message and repr(url) in message
+    assert "https://events.pagerduty.com/v2/enqueue" in message  # the fix, by example
+
+
+def test_bad_webhook_url_error_masks_its_credentials() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"RADAR_WEBHOOK_URL": "ftp://bot:hunter2@h/x?token=abc"})
+    assert "hunter2" not in str(info.value) and "abc" not in str(info.value)
+    assert "ftp://bot:***@h/x?***" in str(info.value)
+
+
+def test_short_webhook_secret_is_rejected_without_showing_it() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"RADAR_WEBHOOK_SECRET": "tooshort"})
+    message = str(info.value)
+    assert "RADAR_WEBHOOK_SECRET" in message and "8 characters" in message
+    assert "tooshort" not in message
+    assert "secrets.token_hex" in message  # how to make a good one
+
+
+def test_secrets_are_never_printed() -> None:
+    secret, key = "s3cret-s3cret-s3cret", "R0UTINGKEY0123456789"
+    s = Settings.from_env(
+        {
+            "RADAR_WEBHOOK_URL": "https://u:pw-in-url@hooks.example.com/r?sig=qs-secret",
+            "RADAR_WEBHOOK_SECRET": secret,
+            "RADAR_WEBHOOK_ROUTING_KEY": key,
+        }
+    )
+    assert s.webhook_secret == secret and s.webhook_routing_key == key
+    shown = s.describe() + repr(s) + str(s)
+    for hidden in (secret, key, "pw-in-url", "qs-secret"):
+        assert hidden not in shown
+    assert "RADAR_WEBHOOK_SECRET=***" in s.describe()
+    assert "RADAR_WEBHOOK_URL=https://u:***@hooks.example.com/r?***" in s.describe()
+    # unset secrets are listed empty, not as a mask (which would suggest one is set)
+    assert "RADAR_WEBHOOK_SECRET=\n" in Settings().describe() + "\n"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RADAR_WEBHOOK_TIMEOUT_SECONDS",
+        "RADAR_WEBHOOK_BACKOFF_SECONDS",
+        "RADAR_WEBHOOK_MAX_BACKOFF_SECONDS",
+    ],
+)
+@pytest.mark.parametrize("value", ["0", "-1", "nan"])
+def test_webhook_durations_must_be_positive(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_webhook_backoff_cap_below_first_delay_names_both() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {"RADAR_WEBHOOK_BACKOFF_SECONDS": "5", "RADAR_WEBHOOK_MAX_BACKOFF_SECONDS": "2"}
+        )
+    message = str(info.value)
+    assert "RADAR_WEBHOOK_MAX_BACKOFF_SECONDS=2.0" in message
+    assert "RADAR_WEBHOOK_BACKOFF_SECONDS=5.0" in message
