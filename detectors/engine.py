@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.counts import SeasonalCount
+from detectors.counts import SeasonalCount, SilenceDetector
 from detectors.invariants import InvariantBurst
 from detectors.lifecycle import IncidentLifecycle
 from detectors.rates import SuccessRateDrop
@@ -91,6 +91,9 @@ class Signal:
     #: Also judge each segment on the sum of its recent windows (rates): a sustained failure
     #: of a quiet segment gathers evidence that no single window holds.
     pooled: bool = False
+    #: Feed every segment seen before a window of zero counts when it sends nothing (silence
+    #: signals): a window that is never fed cannot be seen to be silent.
+    zero_fill: bool = False
 
 
 def _c(family: str, name: str) -> int:
@@ -119,6 +122,30 @@ def _violations(index: int) -> Any:
     return x
 
 
+def _events(*indices: int) -> Any:
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        return {"t": t, "count": sum(counts[i] for i in indices)}
+
+    return x
+
+
+def _silence(family: str, what: str, rollups: tuple[str | None, ...], *indices: int) -> Signal:
+    """``family`` stopped arriving from a service (or a segment of it, e.g. a partner bank)."""
+    return Signal(
+        f"{family}.silence", family, rollups,
+        lambda w: SilenceDetector(window_ms=w),
+        _events(*indices),
+        f"{what} arriving",
+        *_by_dimension(
+            {None: "source_silence"},
+            {None: f"no {what} arriving from {{s}}",
+             **{d: f"no {what} arriving for {d.replace('_', ' ')} {{v}} of {{s}}"
+                for d in rollups if d is not None}},
+        ),
+        zero_fill=True,
+    )  # fmt: skip
+
+
 def _by_dimension(
     classes: Mapping[str | None, str], words: Mapping[str | None, str]
 ) -> tuple[Callable[[Segment], str], Callable[[Segment], str]]:
@@ -137,6 +164,11 @@ _t_ok, _t_failed, _t_pending = _c(T, "success"), _c(T, "failed"), _c(T, "pending
 _r_req, _r_err = _c(R, "requests"), _c(R, "errors")
 _l_ok, _l_fail, _l_forced = _c(L, "success"), _c(L, "failure"), _c(L, "forced_logout")
 _o_ok, _o_exp, _o_fail = _c(OTP, "delivered"), _c(OTP, "expired"), _c(OTP, "failed")
+_t_events = (_t_ok, _t_failed, _t_pending, _c(T, "completed_late"))
+_l_events = (_l_ok, _l_fail, _l_forced)
+_o_events = tuple(_c(OTP, stage) for stage in ("requested", "sent", "delivered", "verified",
+                                               "expired", "failed"))  # fmt: skip
+_b_events = (_c(B, "reads"), _c(B, "changes"))
 
 
 def default_signals() -> list[Signal]:
@@ -241,12 +273,17 @@ def default_signals() -> list[Signal]:
         ),
         Signal(
             "requests.volume", R, ("section",),
-            lambda w: SeasonalCount(direction="up", window_ms=w),
+            lambda w: SeasonalCount(direction="up", window_ms=w, half_life=max(1.0, 300_000 / w)),
             _count(_r_req),
             "requests",
             *_by_dimension({None: "traffic_surge"}, {None: "request surge on section {v}"}),
             primary=False,
         ),
+        _silence(T, "transactions", ("partner_bank", None), *_t_events),
+        _silence(L, "login attempts", (None,), *_l_events),
+        _silence(OTP, "OTP events", ("operator", None), *_o_events),
+        _silence(B, "balance events", (None,), *_b_events),
+        _silence(R, "request samples", ("section", None), _r_req),
     ]  # fmt: skip
 
 
@@ -370,6 +407,8 @@ class DetectionEngine:
         #: their sends, which makes single windows far noisier than their sum).
         self.pooled_detectors: dict[tuple[str, Segment], Any] = {}
         self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
+        #: Segments seen so far per (zero-fill signal, service): fed 0 when they send nothing.
+        self.known: dict[tuple[str, str], set[Segment]] = {}
         self.windows_seen = 0
 
     def detector(self, signal: Signal, segment: Segment) -> Any:
@@ -393,8 +432,12 @@ class DetectionEngine:
         for signal in self.signals:
             family = FAMILIES[signal.family]
             services = window.families.get(signal.family, {})
-            for service in sorted(services):
-                out.extend(self._signal(window, signal, family, service, services[service]))
+            names = set(services)
+            if signal.zero_fill:
+                names |= {s for (sig, s) in self.known if sig == signal.name}
+            for service in sorted(names):
+                cells = services.get(service, {})
+                out.extend(self._signal(window, signal, family, service, cells))
         return out
 
     def _signal(
@@ -407,6 +450,11 @@ class DetectionEngine:
     ) -> list[Anomaly]:
         t = window.start_ms
         rollups: dict[Segment, _Rollup] = _roll(family, signal, service, cells)
+        if signal.zero_fill:
+            known = self.known.setdefault((signal.name, service), set())
+            known.update(rollups)
+            for seg in known - rollups.keys():
+                rollups[seg] = _Rollup([0] * len(family.counters))
         score: dict[Segment, float] = {}
         flagged: set[Segment] = set()
         for seg, roll in rollups.items():
@@ -418,6 +466,8 @@ class DetectionEngine:
             if self.observer is not None:
                 self.observer(signal, seg, t, x, score[seg], seg in flagged, det)
         roots = self._attribute(signal, flagged, rollups, cells, t)
+        if signal.zero_fill and Segment(service) in roots:
+            roots = {Segment(service)}  # the whole service is silent: so is each part of it
         # Pooled evidence opens an incident and keeps the outage out of the baseline; it does
         # not hold one open (the pool remembers the outage for pool_ms after it ends).
         pflagged: set[Segment] = set()

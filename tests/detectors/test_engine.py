@@ -242,3 +242,40 @@ def test_the_observer_sees_every_scored_window_before_it_is_learned() -> None:
     assert sum(in_outage) >= 50  # the collapse is flagged window after window ...
     expected = [e for _, _, t, _, e in seen if T0 + 60 * W <= t < T0 + 120 * W]
     assert min(expected) > 0.9  # ... and never learned as the new baseline
+
+
+def _silent(anomalies: list[Anomaly]) -> list[tuple[str, str]]:
+    return [(a.action, a.segment.label) for a in anomalies if a.signal.name.endswith(".silence")]
+
+
+def test_a_partner_bank_that_stops_sending_is_a_silence_at_that_bank() -> None:
+    rng = np.random.default_rng(5)
+    windows = [txn_window(rng, i, normal) for i in range(200)]
+    for w in windows[120:160]:  # TCB sends nothing for 40 windows
+        cells = w.families["transactions"]["wallet"]
+        for key in [k for k in cells if k.split(SEP)[1] == "TCB"]:
+            del cells[key]
+    found = run(DetectionEngine(W), windows)
+    assert _silent(found) == [
+        ("open", "wallet/partner_bank=TCB"),
+        ("resolve", "wallet/partner_bank=TCB"),
+    ]
+    opened = next(a for a in found if a.signal.name == "transactions.silence")
+    assert T0 + 120 * W < opened.window_end_ms <= T0 + 123 * W  # ~60 expected per window
+    assert opened.cause_class == "source_silence"
+    assert "TCB" in opened.cause and opened.evidence.observed == 0
+
+
+def test_a_whole_service_going_quiet_is_one_silence_not_one_per_bank() -> None:
+    rng = np.random.default_rng(6)
+    windows = [txn_window(rng, i, normal) for i in range(200)]
+    for w in windows[120:160]:
+        w.families.clear()  # no transactions at all from the service
+    found = run(DetectionEngine(W), windows)
+    assert _silent(found) == [("open", "wallet"), ("resolve", "wallet")]
+
+
+def test_quiet_traffic_is_not_silence() -> None:
+    rng = np.random.default_rng(7)
+    found = run(DetectionEngine(W), [txn_window(rng, i, normal, volume=0.3) for i in range(300)])
+    assert _silent(found) == []
