@@ -133,7 +133,11 @@ def _silence(family: str, what: str, rollups: tuple[str | None, ...], *indices: 
     """``family`` stopped arriving from a service (or a segment of it, e.g. a partner bank)."""
     return Signal(
         f"{family}.silence", family, rollups,
-        lambda w: SilenceDetector(window_ms=w),
+        # 20 events expected over the silent run: bursty, quiet sources go quiet for minutes by
+        # chance. OTP has no silence signal: each code is a burst of 4-6 events, so its windows
+        # are far from independent and a quiet service's OTP stream pauses for minutes (measured:
+        # 2-5 false silences per half day per scenario); its delivery ratio watches it instead.
+        lambda w: SilenceDetector(window_ms=w, min_expected=20.0),
         _events(*indices),
         f"{what} arriving",
         *_by_dimension(
@@ -166,8 +170,6 @@ _l_ok, _l_fail, _l_forced = _c(L, "success"), _c(L, "failure"), _c(L, "forced_lo
 _o_ok, _o_exp, _o_fail = _c(OTP, "delivered"), _c(OTP, "expired"), _c(OTP, "failed")
 _t_events = (_t_ok, _t_failed, _t_pending, _c(T, "completed_late"))
 _l_events = (_l_ok, _l_fail, _l_forced)
-_o_events = tuple(_c(OTP, stage) for stage in ("requested", "sent", "delivered", "verified",
-                                               "expired", "failed"))  # fmt: skip
 _b_events = (_c(B, "reads"), _c(B, "changes"))
 
 
@@ -281,7 +283,6 @@ def default_signals() -> list[Signal]:
         ),
         _silence(T, "transactions", ("partner_bank", None), *_t_events),
         _silence(L, "login attempts", (None,), *_l_events),
-        _silence(OTP, "OTP events", ("operator", None), *_o_events),
         _silence(B, "balance events", (None,), *_b_events),
         _silence(R, "request samples", ("section", None), _r_req),
     ]  # fmt: skip
@@ -299,6 +300,8 @@ class Anomaly:
     window_end_ms: int
     evidence: Any  # the detector's evidence: observed, expected, bounds, score, volume, ...
     windows_open: int
+    #: What operator feedback changed for this (signal, segment), if anything.
+    note: str = ""
 
     @property
     def cause_class(self) -> str:
@@ -409,6 +412,9 @@ class DetectionEngine:
         self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
         #: Segments seen so far per (zero-fill signal, service): fed 0 when they send nothing.
         self.known: dict[tuple[str, str], set[Segment]] = {}
+        #: Feedback: extra anomalous windows needed to open, and what changed, per member.
+        self.extra_windows: dict[tuple[str, Segment], int] = {}
+        self.notes: dict[tuple[str, Segment], str] = {}
         self.windows_seen = 0
 
     def detector(self, signal: Signal, segment: Segment) -> Any:
@@ -505,10 +511,11 @@ class DetectionEngine:
             key = (signal.name, seg)
             life = self.lifecycles.get(key)
             if life is None:
-                life = self.lifecycles[key] = IncidentLifecycle(
-                    open_after=self.open_after, resolve_after=self.resolve_after
-                )
-            anomalous = seg in roots or (seg in proots and not life.is_open)
+                life = self.lifecycles[key] = self._lifecycle(key)
+            pooled_counts = seg in proots and not life.is_open
+            if pooled_counts and key in self.extra_windows:  # stricter after a false alarm
+                pooled_counts = det.warm and score[seg] >= self.normal_score
+            anomalous = seg in roots or pooled_counts
             tr = life.update(end, anomalous=anomalous, normal=normal and not anomalous)
             if tr is not None:  # evidence (with bounds) only for what is reported
                 if tr.action == "open" and seg not in roots:
@@ -523,9 +530,83 @@ class DetectionEngine:
                 self.pools.pop((signal.name, service), None)
             if tr is not None:
                 out.append(
-                    Anomaly(tr.action, signal, seg, tr.opened_at_ms, t, end, shown, tr.windows_open)
-                )
+                    Anomaly(tr.action, signal, seg, tr.opened_at_ms, t, end, shown,
+                            tr.windows_open, self.notes.get(key, ""))
+                )  # fmt: skip
         return out
+
+    def _lifecycle(self, member: tuple[str, Segment]) -> IncidentLifecycle:
+        return IncidentLifecycle(
+            open_after=self.open_after + self.extra_windows.get(member, 0),
+            resolve_after=self.resolve_after,
+        )
+
+    # ------------------------------------------------------------------ feedback
+
+    def require_more_evidence(self, members: Iterable[tuple[str, Segment]], because: str) -> None:
+        """After a false alarm: each member needs one more anomalous window in a row to open,
+        and its detectors one more standard deviation of evidence (at most
+        ``detectors.feedback.MAX_EXTRA_WINDOWS`` more of each), and pooled evidence counts only
+        in windows that are not clearly normal themselves (the pool remembers a one-window
+        blip for ``pool_ms``). Verdicts are applied between windows, so no detector holds a
+        judgement made at the old threshold."""
+        from detectors.feedback import MAX_EXTRA_WINDOWS
+
+        for member in members:
+            extra = min(self.extra_windows.get(member, 0) + 1, MAX_EXTRA_WINDOWS)
+            if extra > self.extra_windows.get(member, 0):
+                for det in (self.detectors.get(member), self.pooled_detectors.get(member)):
+                    if det is not None and hasattr(det, "threshold"):
+                        det.threshold += 1.0
+            self.extra_windows[member] = extra
+            life = self.lifecycles.get(member)
+            if life is not None:
+                life.open_after = self.open_after + extra
+            self.notes[member] = (
+                f"needs {self.open_after + extra} anomalous windows in a row and {extra} more "
+                f"standard deviation(s) of evidence to open ({because})"
+            )
+
+    def rebaseline(self, members: Iterable[tuple[str, Segment]], because: str) -> None:
+        """The level an incident saw is the new normal: its members' detectors start again
+        from it, and so do the detectors of the same signal whose segments overlap them (a
+        bank's new level moves its region's and its service's rates too). Rates restart from
+        the rate of the last ``pool_ms`` (pooled signals) or from the prior; counts keep their
+        daily shape; invariant bursts forget their background rate."""
+        for name, seg in members:
+            signal = next((s for s in self.signals if s.name == name), None)
+            if signal is None:
+                continue
+            pool = self.pools.get((name, seg.service))
+            recent = _roll(FAMILIES[signal.family], signal, seg.service, pool.total) if pool else {}
+            for key in [k for k in self.detectors if k[0] == name and k[1].service == seg.service]:
+                other = key[1]
+                if other != seg and seg.dimension is not None and other.dimension == seg.dimension:
+                    continue  # a sibling (another bank): untouched
+                rate = None
+                if other in recent:
+                    x = signal.x(recent[other].counts, 0)
+                    if x.get("trials"):
+                        rate = min(max(x["successes"] / x["trials"], 0.01), 0.99)
+                for det in (self.detectors.get(key), self.pooled_detectors.get(key)):
+                    if isinstance(det, SuccessRateDrop):
+                        det.rebaseline(rate)
+                    elif isinstance(det, SeasonalCount):
+                        det.rebaseline(keep_season=True)
+                    elif isinstance(det, InvariantBurst):
+                        det.reset()
+                self.extra_windows.pop(key, None)
+                self.notes[key] = f"re-baselined ({because})"
+
+    def close(self, members: Iterable[tuple[str, Segment]]) -> None:
+        """End the members' open anomalies without a resolve (their incident was closed by
+        feedback); a lasting anomaly opens a new one once it has the evidence again."""
+        for member in members:
+            if member in self.lifecycles:
+                self.lifecycles[member] = self._lifecycle(member)
+        services = {(name, seg.service) for name, seg in members}
+        for pool_key in services:
+            self.pools.pop(pool_key, None)
 
     def _attribute(
         self,

@@ -43,6 +43,13 @@ class Incident:
     cause: str = ""
     #: The declared maintenance window (start, end) the incident opened in, if any.
     maintenance: tuple[int, int] | None = None
+    #: The operator's latest verdict (detectors.feedback.VERDICTS), if any.
+    verdict: str | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        """What operator feedback changed for this incident's signals (see detectors.feedback)."""
+        return sorted({a.note for a in self.anomalies if a.note})
 
     @property
     def is_open(self) -> bool:
@@ -93,6 +100,8 @@ class IncidentUpdate:
         if self.action == "resolve":
             return "info"
         inc = self.incident
+        if inc.verdict in ("expected", "false_alarm"):
+            return "info"
         ev = inc.primary.evidence
         observed = getattr(ev, "observed", None)
         expected = getattr(ev, "expected", None)
@@ -203,6 +212,27 @@ class IncidentManager:
                 if announced <= at_ms and start <= at_ms <= end:
                     return start, end
         return None
+
+    def find(self, key: str) -> Incident | None:
+        """The incident with this key, open or resolved (None if unknown)."""
+        for inc in (*self.open, *reversed(self.closed)):
+            if inc.key == key:
+                return inc
+        return None
+
+    def announce(self, inc: Incident, at_ms: int) -> IncidentUpdate:
+        """An update of an open incident with nothing new but its verdict."""
+        return IncidentUpdate("update", inc, at_ms, ())
+
+    def resolve_now(self, inc: Incident, at_ms: int) -> IncidentUpdate:
+        """Resolve an open incident now (operator feedback), members and all."""
+        for member in list(inc.open_members):
+            self._member_of.pop(member, None)
+        inc.open_members.clear()
+        inc.resolved_at_ms = at_ms
+        self.open.remove(inc)
+        self.closed.append(inc)
+        return IncidentUpdate("resolve", inc, at_ms, ())
 
     @property
     def incidents(self) -> list[Incident]:

@@ -49,6 +49,8 @@ def summary(update: IncidentUpdate) -> str:
     shown = "n/a" if observed is None else _fmt(p.signal.name, observed)
     what = f"{p.signal.what} at {p.segment.label}: {shown} vs {_fmt(p.signal.name, ev.expected)}"
     where = "" if inc.maintenance is None else " (inside declared maintenance)"
+    if inc.verdict is not None:
+        where += f" (operator: {inc.verdict.replace('_', ' ')})"
     if update.action == "resolve":
         return f"Resolved: {inc.cause}{where}"
     return f"{inc.cause}{where}: {what} expected"
@@ -93,6 +95,8 @@ def incident_event(update: IncidentUpdate, source: str) -> dict[str, Any]:
         "maintenance": None
         if inc.maintenance is None
         else {"start": iso_ms(inc.maintenance[0]), "end": iso_ms(inc.maintenance[1])},
+        "verdict": inc.verdict,
+        "feedback_notes": inc.notes,
     }
     at = datetime.fromtimestamp(update.at_ms / 1000, tz=UTC)
     event = IncidentEvent(

@@ -90,3 +90,20 @@ def test_numpy_free_details(updates: list[IncidentUpdate]) -> None:
 
     for u in updates:
         json.dumps(incident_event(u, "/s"))
+
+
+def test_a_verdict_and_its_notes_reach_the_wire() -> None:
+    from detectors.feedback import DEDUP_PREFIX
+    from tests.detectors.test_feedback import Run, tcb_bad
+
+    run = Run(tcb_bad([(60, 90)])).until(62)
+    key = run.updates[0].incident.key
+    run.queue.add({"event_id": "f", "event_time": T0 + 62 * W, "dedup_key": DEDUP_PREFIX + key,
+                   "verdict": "expected"})  # fmt: skip
+    run.until(63)
+    assert run.updates[-1].action == "update"
+    body = incident_event(run.updates[-1], source="test")
+    assert body["data"]["payload"]["custom_details"]["verdict"] == "expected"
+    assert body["data"]["payload"]["severity"] == "info"
+    assert "(operator: expected)" in body["data"]["payload"]["summary"]
+    validator("incident")(body)
