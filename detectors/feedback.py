@@ -70,6 +70,20 @@ class Feedback:
         )
 
 
+def feedback_service(record: Mapping[str, Any]) -> str | None:
+    """The service of the incident a feedback record is about (incident keys start with it).
+
+    >>> feedback_service({"dedup_key": "outage-radar/wallet/1760861410000"})
+    'wallet'
+    >>> feedback_service({"event_id": "m1"}) is None
+    True
+    """
+    key = record.get("dedup_key")
+    if not isinstance(key, str):
+        return None
+    return key.removeprefix(DEDUP_PREFIX).split("/", 1)[0] or None
+
+
 class FeedbackQueue:
     """Verdicts waiting for the window their event time falls in; redeliveries dropped."""
 

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from detectors.engine import DetectionEngine, EngineWindow
+from detectors.feedback import FeedbackQueue, apply_feedback
 from detectors.incidents import IncidentManager
 from detectors.signals import FAMILIES
 from detectors.windows import AssembledWindow, WindowAssembler
@@ -29,6 +30,7 @@ GROUP_SEP = "\x1e"  # between input kind and service in an assembled window's gr
 assemblers: dict[int, WindowAssembler] = {}
 engine = DetectionEngine(window_ms=settings.window_ms)
 manager = IncidentManager()
+feedback = FeedbackQueue()
 
 
 def all_sources() -> list[str]:
@@ -65,6 +67,10 @@ async def detect(stream: Any) -> None:
         if kind == "maintenance":
             manager.declare_maintenance(msg["record"])
             continue
+        if kind == "feedback":
+            if not feedback.add(msg["record"]):
+                log.info("feedback %s redelivered; applied once", msg["record"].get("event_id"))
+            continue
         asm = assembler_for(event.message.partition)
         source = f"{msg['topic']}:{msg['src']}"
         asm.add_sources(f"{msg['topic']}:{p}" for p in range(int(msg["n"])))
@@ -77,7 +83,13 @@ async def detect(stream: Any) -> None:
             continue
         for window in asm.mark_closed(source, msg["until"]):
             end = window.start_ms + settings.window_ms
-            for update in manager.process(end, engine.process(engine_window(window))):
+            updates = []
+            for fb in feedback.due(end):  # verdicts apply in event time, between windows
+                changed, line = apply_feedback(engine, manager, fb, end)
+                log.info("%s", line)
+                updates.extend(changed)
+            updates.extend(manager.process(end, engine.process(engine_window(window))))
+            for update in updates:
                 body = incident_event(update, source=settings.source)
                 log.info("%s %s", update.action, body["data"]["payload"]["summary"])
                 await incidents_topic.send(key=body["data"]["dedup_key"].encode(), value=body)

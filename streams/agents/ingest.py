@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from detectors.feedback import feedback_service
 from detectors.signals import FAMILIES, SEP, Extractor
 from detectors.windows import ClosedWindow, PartitionWindows
 from streams.app import app, settings
@@ -98,13 +99,15 @@ async def ingest(stream: Any) -> None:
             source = (kind, msg.partition)
             try:
                 rec = decode(kind, event.value, max_bytes=max_bytes)
-                if kind == "maintenance":
+                if kind in ("maintenance", "feedback"):
+                    # For the incident manager, on the windows partition of its service (a
+                    # verdict's service is the first part of the incident key).
+                    service = rec.get("service") or feedback_service(rec)
                     await windows_topic.send(
-                        key=str(rec.get("service", "")).encode(),
-                        value={"kind": "maintenance", "record": rec},
+                        key=str(service or "").encode(), value={"kind": kind, "record": rec}
                     )
                     continue
-                if kind not in FAMILIES:  # feedback: read by the incident manager (issue 5)
+                if kind not in FAMILIES:
                     continue
                 pw = windows_for(source)
                 ts = rec["event_time"]
