@@ -10,7 +10,7 @@ from typing import Any
 from faust.cli import AppCommand, option
 
 # Imported for their side effects: the agents and commands register on the app.
-from streams import agents, evaluate, record, replay, simulate_command  # noqa: F401
+from streams import agents, evaluate, record, replay, simulate_command, tail, webhook  # noqa: F401
 from streams.app import app
 from streams.errors import RadarError
 
