@@ -59,12 +59,12 @@ def normal_day(
 # ----------------------------------------------------------------- volume awareness
 
 
-def test_three_failures_out_of_four_is_not_an_incident() -> None:
+def test_four_failures_out_of_four_is_not_an_incident() -> None:
     detector = trained(0.98)
-    x = window(1, 4)
-    # The score alone is high (75 % failures against 2 %)...
+    x = window(0, 4)
+    # The score alone is high (100 % failures against 2 %)...
     assert detector.score_one(x) >= detector.threshold
-    # ...but it is about three failures more than expected, below min_excess.
+    # ...but it is about four failures more than expected, below min_excess.
     assert detector.explain(x).excess_failures < detector.min_excess
     assert not detector.is_anomalous(x)
 
@@ -79,7 +79,7 @@ def test_four_hundred_failures_out_of_four_thousand_is_an_incident() -> None:
     assert evidence.excess_failures == pytest.approx(360, abs=2)
     assert evidence.drop == pytest.approx(0.09, abs=1e-3)
     assert evidence.observed_rate < evidence.lower_bound
-    assert evidence.score > 40
+    assert evidence.score > 25  # likelihood-ratio z (the Wald z says 110)
 
 
 def test_forty_failures_out_of_four_thousand_at_99_percent_is_normal() -> None:
@@ -103,7 +103,7 @@ def test_a_significant_but_small_drop_is_not_an_incident() -> None:
     ).is_anomalous(x)
 
 
-def test_score_is_the_continuity_corrected_quasi_binomial_z() -> None:
+def test_score_is_the_continuity_corrected_likelihood_ratio_z() -> None:
     rng = random.Random(9)
     detector = SuccessRateDrop()
     for _ in range(50):
@@ -113,8 +113,28 @@ def test_score_is_the_continuity_corrected_quasi_binomial_z() -> None:
     p, big_n, d = detector.expected_rate, state["alpha"] + state["beta"], detector.dispersion
     assert d > 1.0
     for k, n in [(90, 100), (500, 600), (1, 4), (3000, 4000)]:
-        z = (n * p - k - 0.5) / math.sqrt(n * p * (1 - p) * d * (1 + n / big_n))
+        f, s = n - k - 0.5, k + 0.5
+        dev = 2 * (f * math.log(f / (n * (1 - p))) + s * math.log(s / (n * p)))
+        z = math.sqrt(dev / (d * (1 + n / big_n)))
         assert detector.score_one(window(k, n)) == pytest.approx(z, rel=1e-12)
+    assert detector.score_one(window(99, 100)) == 0.0  # a rate that rose
+
+
+@pytest.mark.parametrize(("failures", "n"), [(5, 60), (7, 61), (12, 200), (40, 1000), (9, 50)])
+def test_score_follows_the_exact_binomial_tail_where_few_failures_are_expected(
+    failures: int, n: int
+) -> None:
+    """Where the normal approximation is far off (1-20 failures expected), the score stays
+    within 0.35 standard deviations of the z of the exact binomial tail P(F >= failures)."""
+    from statistics import NormalDist
+
+    detector = trained(0.98, trials=100_000)  # a sure baseline: (1 + n / N) ~ 1, D = 1
+    q = 1 - detector.expected_rate
+    tail = sum(math.comb(n, f) * q**f * (1 - q) ** (n - f) for f in range(failures, n + 1))
+    exact = NormalDist().inv_cdf(1 - tail)
+    wald = (failures - n * q - 0.5) / math.sqrt(n * q * (1 - q))
+    score = detector.score_one(window(n - failures, n))
+    assert abs(score - exact) < 0.35, (score, exact, wald)
 
 
 def test_decision_agrees_with_score_and_guards() -> None:
