@@ -14,11 +14,12 @@ so the URL can be PagerDuty's own ``https://events.pagerduty.com/v2/enqueue``), 
 Verifying a request (the receiver's side; ``examples/webhook_receiver.py`` runs it)::
 
     import hashlib, hmac, time
+    from collections.abc import Mapping
 
-    def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
+    def verify(secret: str, headers: Mapping[str, str], body: bytes, max_age_s: int = 300) -> bool:
         timestamp = headers.get("X-Radar-Timestamp", "")
         signature = headers.get("X-Radar-Signature", "")
-        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > tolerance_s:
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > max_age_s:
             return False  # unsigned, or too old / too new: a replayed request
         signed = timestamp.encode() + b"." + body  # the raw body, before any JSON parsing
         digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()

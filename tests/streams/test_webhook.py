@@ -6,6 +6,8 @@ from __future__ import annotations
 import doctest
 import hashlib
 import hmac
+import importlib.util
+import inspect
 import json
 import re
 import threading
@@ -95,6 +97,49 @@ def test_a_receiver_verifies_with_the_documented_recipe() -> None:
     # an independent computation of the same thing
     mac = hmac.new(SECRET.encode(), f"{int(now)}.".encode() + body, hashlib.sha256)
     assert headers[SIGNATURE_HEADER] == "sha256=" + mac.hexdigest()
+
+
+def load_example(name: str) -> Any:
+    """A module of ``examples/`` (not a package), imported from its file."""
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recipe_lines(text: str) -> list[str]:
+    """The lines of ``def verify`` in ``text``, without their indentation or blank lines."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("def verify("))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    body = [lines[start].strip()]
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        if len(line) - len(line.lstrip()) <= indent:
+            break
+        body.append(line[indent:].rstrip())
+    return body
+
+
+def test_the_recipe_is_the_same_in_the_docstring_the_readme_and_the_example() -> None:
+    doc = (streams.webhook.__doc__ or "").split("Verifying a request", 1)[1].split("::\n", 1)[1]
+    readme = (Path(__file__).resolve().parents[2] / "examples" / "README.md").read_text()
+    readme_block = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    example = inspect.getsource(load_example("webhook_receiver").verify)
+    assert _recipe_lines(doc) == _recipe_lines(readme_block) == _recipe_lines(example)
+    assert "import hashlib, hmac, time" in doc and "import hashlib, hmac, time" in readme_block
+
+
+def test_the_example_receiver_verifies_what_the_sink_signs() -> None:
+    receiver_verify = load_example("webhook_receiver").verify
+    body = body_bytes(make_event())
+    headers = request_headers("ev-1", body, SECRET, time.time())
+    assert receiver_verify(SECRET, headers, body)
+    assert not receiver_verify(SECRET, headers, body + b" ")
+    assert not receiver_verify("another-secret-0123", headers, body)
 
 
 @pytest.mark.parametrize(
