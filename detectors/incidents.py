@@ -102,6 +102,8 @@ class IncidentUpdate:
         inc = self.incident
         if inc.verdict in ("expected", "false_alarm"):
             return "info"
+        if inc.cause_class == "detector_blind":
+            return "error"  # what the detector cannot see may be an outage
         ev = inc.primary.evidence
         observed = getattr(ev, "observed", None)
         expected = getattr(ev, "expected", None)

@@ -53,6 +53,8 @@ def summary(update: IncidentUpdate) -> str:
         where += f" (operator: {inc.verdict.replace('_', ' ')})"
     if update.action == "resolve":
         return f"Resolved: {inc.cause}{where}"
+    if inc.cause_class == "detector_blind":
+        return f"{inc.cause}: {observed:.0f} {p.signal.what} (bound {ev.expected:.0f})"
     return f"{inc.cause}{where}: {what} expected"
 
 

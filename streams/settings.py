@@ -91,6 +91,12 @@ class Settings:
     #: ``RADAR_IDLE_SECONDS``: wall-clock seconds without records after which a partition stops
     #: holding back window completion (so one quiet partition cannot stall detection).
     idle_seconds: float = 5.0
+    #: ``RADAR_STALE_SECONDS``: wall-clock seconds without records after which an input topic
+    #: that delivered records before raises a "detector blind" incident.
+    stale_seconds: float = 300.0
+    #: ``RADAR_MAX_LAG``: records the worker may be behind on an input topic before it raises a
+    #: "detector blind" incident (resolved below half of it).
+    max_lag: int = 500_000
     #: ``RADAR_MAX_RECORD_BYTES``: larger records are dead-lettered as ``too_large``.
     max_record_bytes: int = 1_048_576
     #: ``RADAR_WEB_ENABLED`` / ``RADAR_WEB_PORT``: Faust's web server (health, metrics).
@@ -163,6 +169,8 @@ class Settings:
         for name, value, low in (
             ("RADAR_WINDOW_SECONDS", self.window_seconds, 0.001),
             ("RADAR_IDLE_SECONDS", self.idle_seconds, 0.001),
+            ("RADAR_STALE_SECONDS", self.stale_seconds, 0.001),
+            ("RADAR_MAX_LAG", self.max_lag, 1),
             ("RADAR_LATENESS_SECONDS", self.lateness_seconds, 0.0),
             ("RADAR_PARTITIONS", self.partitions, 1),
             ("RADAR_REPLICATION", self.replication, 1),

@@ -1,0 +1,53 @@
+"""The worker watching its own inputs: "detector blind" incidents (detectors.health).
+
+Every few seconds of wall-clock time, for each counted input topic: when it last delivered a
+record (``ingest.last_seen``) and how many records the worker is behind on it (high watermark
+minus fetch position over the assigned partitions; the high watermark carried by fetches is
+right on Tansu too). A topic silent for ``RADAR_STALE_SECONDS`` after delivering records, or
+more than ``RADAR_MAX_LAG`` records behind, raises an incident on the incidents topic, resolved
+when records flow again or the lag halves. Silence never reads as health.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from detectors.health import InputWatch
+from detectors.signals import FAMILIES
+from streams.agents import ingest
+from streams.app import app, settings
+from streams.incident_events import incident_event
+from streams.topics import KIND_OF_TOPIC, incidents_topic
+
+log = logging.getLogger(__name__)
+
+watch = InputWatch(stale_ms=round(settings.stale_seconds * 1000), max_lag=settings.max_lag)
+
+
+async def input_health() -> tuple[dict[str, int | None], dict[str, int]]:
+    """(last record per topic kind in wall-clock epoch ms, lag per topic kind in records)."""
+    now_wall, now_mono = time.time() * 1000, time.monotonic()
+    last: dict[str, int | None] = {}
+    for (kind, _partition), seen in ingest.last_seen.items():
+        at = round(now_wall - (now_mono - seen) * 1000)
+        last[kind] = max(at, last.get(kind) or at)
+    lag: dict[str, int] = {}
+    for tp in app.consumer.assignment():
+        kind = KIND_OF_TOPIC.get(tp.topic)
+        if kind not in FAMILIES:
+            continue
+        high = app.consumer.highwater(tp)
+        position = await app.consumer.position(tp)
+        if high is not None and position is not None:
+            lag[kind] = lag.get(kind, 0) + max(0, high - position)
+    return last, lag
+
+
+@app.timer(interval=max(0.5, min(5.0, settings.stale_seconds / 3)))
+async def watch_inputs() -> None:
+    last, lag = await input_health()
+    for update in watch.check(round(time.time() * 1000), last, lag):
+        body = incident_event(update, source=settings.source)
+        log.warning("%s %s", update.action, body["data"]["payload"]["summary"])
+        await incidents_topic.send(key=body["data"]["dedup_key"].encode(), value=body)

@@ -1,0 +1,62 @@
+"""A stale input topic raises a "detector blind" incident, resolved when records flow again."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jsonschema
+
+from streams.broker import EmbeddedBroker
+from streams.schemas import load_schema
+from tests.integration.conftest import Worker, consume, produce
+
+
+def _logins(start_ms: int, n: int) -> list[tuple[bytes | None, bytes, int]]:
+    out = []
+    for i in range(n):
+        ts = start_ms + i * 100
+        rec = {"event_id": f"l{start_ms}-{i}", "event_time": ts, "service": "wallet",
+               "outcome": "success", "region": "north"}  # fmt: skip
+        out.append((b"wallet|north", json.dumps(rec).encode(), ts))
+    return out
+
+
+def test_a_stale_topic_is_a_blind_incident_until_it_flows_again(
+    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker(RADAR_STALE_SECONDS="3")
+    topics = worker.settings.topics
+    now = int(time.time() * 1000)
+    produce(broker.bootstrap, topics.logins, _logins(now - 60_000, 50))
+
+    def blind(action: str) -> Callable[[list[dict[str, Any]]], bool]:
+        def done(values: list[dict[str, Any]]) -> bool:
+            return any(
+                v["data"]["event_action"] == action
+                and v["data"]["payload"]["custom_details"]["segment"].get("topic") == "logins"
+                for v in values
+            )
+
+        return done
+
+    t0 = time.monotonic()
+    events = consume(broker.bootstrap, topics.incidents, blind("trigger"), timeout=60)
+    waited = time.monotonic() - t0
+    assert blind("trigger")(events), worker.log()[-3000:]
+    assert waited >= 2.0  # not before the topic had been silent for RADAR_STALE_SECONDS
+    trigger = next(e for e in events if e["data"]["event_action"] == "trigger")
+    assert trigger["data"]["payload"]["class"] == "detector_blind"
+    assert trigger["data"]["payload"]["severity"] == "error"
+    assert "input topic logins stopped delivering records" in trigger["data"]["payload"]["summary"]
+
+    produce(broker.bootstrap, topics.logins, _logins(now, 20))
+    events = consume(broker.bootstrap, topics.incidents, blind("resolve"), timeout=60)
+    assert blind("resolve")(events), worker.log()[-3000:]
+    resolve = next(e for e in events if e["data"]["event_action"] == "resolve")
+    assert resolve["data"]["dedup_key"] == trigger["data"]["dedup_key"]
+    for e in events:
+        jsonschema.validate(e, load_schema("incident"))
+    assert worker.alive
