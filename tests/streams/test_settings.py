@@ -24,6 +24,8 @@ OVERRIDES: dict[str, tuple[str, object]] = {
     "window_seconds": ("30.5", 30.5),
     "lateness_seconds": ("0", 0.0),
     "idle_seconds": ("2.25", 2.25),
+    "stale_seconds": ("42.5", 42.5),
+    "max_lag": ("1234", 1234),
     "max_record_bytes": ("2048", 2048),
     "web_enabled": ("yes", True),
     "web_port": ("7070", 7070),
