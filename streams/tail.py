@@ -451,7 +451,8 @@ class Tailer:
             v = view(event)
         except InvalidRecord as exc:
             self.stats.invalid += 1
-            line = self.renderer.warning(where, exc.reason, timestamp_ms)
+            reason = exc.reason.removeprefix("incident record: ")
+            line = self.renderer.warning(where, reason, timestamp_ms)
             print(line, file=self.err if self.options.as_json else self.out, flush=True)
             return
         if not self.filter.admits(v):

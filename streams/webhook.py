@@ -248,7 +248,7 @@ def http_post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: floa
                 exc.code, _answer_text(exc), parse_retry_after(exc.headers.get("Retry-After"))
             )
     except urllib.error.URLError as exc:
-        return Answer(None, error=f"cannot connect: {exc.reason}")
+        return Answer(None, error=f"no answer: {exc.reason}")
     except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, bad answers
         return Answer(None, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
 
@@ -261,7 +261,7 @@ def classify(answer: Answer) -> str:
 
     >>> [classify(Answer(s)) for s in (200, 202, 429, 500, 503, 400, 404, 301)]
     ['ok', 'ok', 'retry', 'retry', 'retry', 'permanent', 'permanent', 'permanent']
-    >>> classify(Answer(None, error="cannot connect: refused"))
+    >>> classify(Answer(None, error="no answer: refused"))
     'retry'
     """
     status = answer.status
@@ -451,8 +451,9 @@ class WebhookSink:
             event = decode("incident", record.value, max_bytes=MAX_EVENT_BYTES)
         except InvalidRecord as exc:
             self.stats.invalid += 1
-            self.log(f"webhook: {where} is not an incident event, not sent: {exc.reason}")
-            self._reject(record, where, exc.reason)
+            reason = exc.reason.removeprefix("incident record: ")
+            self.log(f"webhook: {where} is not an incident event, not sent: {reason}")
+            self._reject(record, where, reason)
             return True
         body = body_bytes(event, self.routing_key)
         data = event["data"]
@@ -460,6 +461,7 @@ class WebhookSink:
         outcome = self.deliverer.deliver(body, event["id"], where)
         self.stats.failed_attempts += outcome.attempts - (outcome.result == "delivered")
         if outcome.result == "stopped":
+            self.log(f"webhook: stopped before {what} was delivered; not committed: sent next run")
             return False
         if outcome.result == "delivered":
             self.stats.delivered += 1

@@ -187,7 +187,7 @@ def test_the_signature_covers_the_timestamp() -> None:
         (Answer(200), "ok"),
         (Answer(204), "ok"),
         (Answer(299), "ok"),
-        (Answer(None, error="cannot connect: refused"), "retry"),
+        (Answer(None, error="no answer: refused"), "retry"),
         (Answer(429), "retry"),
         (Answer(500), "retry"),
         (Answer(502), "retry"),
@@ -280,7 +280,7 @@ def test_transient_failures_are_retried_with_backoff_until_a_2xx() -> None:
     fake = FakeTime()
     receiver = FakeReceiver(
         [
-            Answer(None, error="cannot connect: [Errno 111] Connection refused"),
+            Answer(None, error="no answer: [Errno 111] Connection refused"),
             Answer(503, "down for maintenance"),
             Answer(429, "slow down", retry_after_s=3.0),
             Answer(500),
@@ -306,7 +306,7 @@ def test_transient_failures_are_retried_with_backoff_until_a_2xx() -> None:
     assert {s.timeout for s in receiver.sent} == {2.0}
     assert len(log) == 6
     assert log[0] == (
-        "webhook: incidents[0]@5 attempt 1 failed (cannot connect: [Errno 111] Connection "
+        "webhook: incidents[0]@5 attempt 1 failed (no answer: [Errno 111] Connection "
         "refused); retrying in 0.5s"
     )
     assert "HTTP 503: down for maintenance" in log[1]
@@ -474,10 +474,14 @@ def test_stopped_while_retrying_commits_nothing_for_that_event() -> None:
         return ok(data) if data["dedup_key"] == "a" else Answer(503)
 
     batches = [{P0: [rec(P0, 0, a), rec(P0, 1, b), rec(P0, 2, make_event(key="c"))]}]
-    consumer, sink, _, _ = run_sink(
+    consumer, sink, _, log = run_sink(
         batches, down_for_b, polls=100, stop_when=lambda: len(fake_posts) >= 4
     )
     assert consumer.commits == [(P0, 1)]  # a only: b (and c behind it) are sent next time
+    assert log[-1] == (
+        f"webhook: stopped before incidents[0]@1 trigger b (id {b['id']}) was delivered; "
+        "not committed: sent next run"
+    )
     assert "c" not in fake_posts  # ordering: nothing overtakes the event being retried
     assert sink.stats.summary("stopped by SIGINT") == (
         "webhook stopped by SIGINT: 1 delivered (0 after retries, 3 failed attempts in all), "
@@ -523,6 +527,7 @@ def test_an_invalid_record_is_reported_not_sent_and_committed(
     assert consumer.commits == [(P0, 1), (P0, 2)]
     assert sink.stats.invalid == 1
     assert log[0].startswith("webhook: incidents[0]@0 is not an incident event, not sent: ")
+    assert "incident record:" not in log[0]  # the reason, without a redundant prefix
     assert len(path.read_text().splitlines()) == 1
 
 
