@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import io
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from streams.tail import (
     Tailer,
     TailOptions,
     build_options,
+    parse_event,
     parse_from,
     tail_main,
     use_color,
@@ -456,3 +458,27 @@ def test_from_time_filters_older_records() -> None:
 def test_usage_error_exits_2_with_the_message(capsys: pytest.CaptureFixture[str]) -> None:
     assert tail_main(from_="yesterday") == 2
     assert "error: --from 'yesterday' is not a start" in capsys.readouterr().err
+
+
+def test_the_workers_own_events_render() -> None:
+    """Events made by the worker's code (engine, manager, incident_events), not by hand."""
+    from detectors.engine import DetectionEngine
+    from detectors.incidents import IncidentManager
+    from streams.incident_events import incident_event
+    from tests.detectors.test_engine import W, scenario
+
+    def bad(bank: str, region: str) -> float:
+        return 0.1 if bank == "ACB" else 0.985
+
+    engine, manager = DetectionEngine(W), IncidentManager()
+    events = [
+        incident_event(u, "/radar")
+        for w in scenario(bad, volume=20, seed=11)
+        for u in manager.process(w.start_ms + W, engine.process(w))
+    ]
+    lines = [Renderer(color=False).line(view(parse_event(raw(e)))) for e in events]
+    assert lines[0].split()[1:3] == ["OPENED", "critical"]
+    assert lines[-1].split()[1:3] == ["RESOLVED", "info"]
+    assert "[segments: wallet/partner_bank=ACB" in lines[0]
+    assert re.search(r"lasted \d+m\d\ds$", lines[-1]), lines[-1]
+    assert all(f" {events[0]['data']['dedup_key']}  wallet  " in line for line in lines)
