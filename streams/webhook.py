@@ -44,6 +44,11 @@ At-least-once: the sink is a consumer group (``--group``, default ``<RADAR_APP_I
 that commits a record's offset only after it was delivered (2xx) or reported as permanently
 rejected. Stopped (Ctrl-C, SIGTERM, a crash) while retrying, it commits nothing for that
 record, so the next run sends it again; a receiver can see an event twice, never zero times.
+The same holds when one event's retries outlast the group's ``max.poll.interval.ms`` (5
+minutes): the member leaves the group, its commit fails (counted and logged), and the event
+is read and sent again after the rejoin. A new group starts at ``--new-group-start``:
+``latest`` (only new incidents; on the embedded broker, whose end offsets are low, it can
+start a few events early) or ``earliest``.
 
 Why a separate command and not an agent in the worker (the design choice):
 
