@@ -34,13 +34,13 @@ async def input_health() -> tuple[dict[str, int | None], dict[str, int]]:
         last[kind] = max(at, last.get(kind) or at)
     lag: dict[str, int] = {}
     for tp in app.consumer.assignment():
-        kind = KIND_OF_TOPIC.get(tp.topic)
-        if kind not in FAMILIES:
+        family = KIND_OF_TOPIC.get(tp.topic)
+        if family is None or family not in FAMILIES:
             continue
         high = app.consumer.highwater(tp)
         position = await app.consumer.position(tp)
         if high is not None and position is not None:
-            lag[kind] = lag.get(kind, 0) + max(0, high - position)
+            lag[family] = lag.get(family, 0) + max(0, high - position)
     return last, lag
 
 
