@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 BATCH = 2_000
 Source = tuple[str, int]  # (input kind, partition)
 
-#: Per source: windows, extractor state, wall-clock time of the last record.
+#: Per source: windows, extractor state, wall-clock time of the last record, and the offset
+#: after the last record this agent has handled (not merely fetched: see ``caught_up``).
 windows: dict[Source, PartitionWindows] = {}
 extractors: dict[Source, Extractor] = {}
 last_seen: dict[Source, float] = {}
+handled_next: dict[Source, int] = {}
 started = time.monotonic()
 
 
@@ -97,6 +99,9 @@ async def ingest(stream: Any) -> None:
             msg = event.message
             kind = KIND_OF_TOPIC.get(msg.topic, "")
             source = (kind, msg.partition)
+            # Handled from here: a counted record is added below with no await in between,
+            # so the idle timer never sees it handled and not yet counted.
+            handled_next[source] = msg.offset + 1
             try:
                 rec = decode(kind, event.value, max_bytes=max_bytes)
                 if kind in ("maintenance", "feedback"):
@@ -142,13 +147,44 @@ async def ingest(stream: Any) -> None:
                 await emit_closed(source, topic_name, closed, pw.closed_until_ms)
 
 
+def caught_up(source: Source, tp: Any, high: int | None, position: int | None) -> bool:
+    """Every record of the partition below its high watermark has been fetched *and handled*.
+
+    A fetch position at the high watermark is not enough: under a backlog, fetched records wait
+    in Faust's stream buffer for seconds, and a partition advanced then would dead-letter them
+    all as late. So the agent's own handled offset must reach the high watermark too. Before
+    the agent has handled any record of the partition, Faust's read offset stands in: after
+    the seek to the committed offset it is that offset (caught up if nothing was written since),
+    and once Faust has delivered a record it is that record's offset, below the high watermark.
+    """
+    if high is None or position is None or position < high:
+        return False
+    done = handled_next.get(source)
+    if done is None:
+        # Faust's own bookkeeping (faust-streaming 0.15, pinned): None until a committed
+        # offset was found, the committed offset after the seek, then the last delivered one.
+        read = getattr(app.consumer, "_read_offset", {}).get(tp)
+        done = 0 if read is None else int(read)
+    return done >= high
+
+
+@app.on_partitions_revoked.connect
+async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    """Handled offsets of partitions given away are stale if they come back later."""
+    revoked = args[0] if args else kwargs.get("revoked", ())
+    for tp in revoked:
+        kind = KIND_OF_TOPIC.get(tp.topic)
+        if kind is not None:
+            handled_next.pop((kind, tp.partition), None)
+
+
 @app.timer(interval=1.0)
 async def advance_quiet_partitions() -> None:
     """Let quiet partitions stop holding back windows (the only wall-clock rule).
 
-    A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read*
-    (its fetch position has reached its high watermark) is advanced to the newest closed
-    window of the busy partitions: it closes its windows up to there and says so to stage 2.
+    A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read or
+    to handle* (see :func:`caught_up`) is advanced to the newest closed window of the busy
+    partitions: it closes its windows up to there and says so to stage 2.
     With no busy partition it says nothing, unless every partition is quiet: then the input
     has stopped and every open window is closed. A partition that is behind, or not fetched
     yet, is never advanced: releasing windows without it would lose its counts.
@@ -168,7 +204,7 @@ async def advance_quiet_partitions() -> None:
             continue
         high = app.consumer.highwater(tp)
         position = await app.consumer.position(tp)
-        if high is not None and position is not None and position >= high:
+        if caught_up(source, tp, high, position):
             quiet.append((source, tp.topic))
     if not quiet:
         return
