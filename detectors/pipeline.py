@@ -11,11 +11,15 @@ partition of every topic has closed it.
 []
 >>> p.engine.windows_seen
 1
+
+Warm start: replay history first, so the detectors judge the first windows of the run against
+learned baselines (see :func:`warm_start`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from detectors.engine import DetectionEngine, EngineWindow
@@ -56,6 +60,20 @@ class OfflinePipeline:
         self.late = 0
         self.counted = 0
         self.updates: list[IncidentUpdate] = []
+
+    def warm_start(self, history: Iterable[tuple[str, Mapping[str, Any]]]) -> WarmStart:
+        """Pre-train this pipeline's engine on ``history`` before its first record.
+
+        See :func:`warm_start`; declared maintenance windows of the history are kept in this
+        pipeline's manager. Raises ``ValueError`` if the pipeline has already counted records
+        (the history must come first).
+        """
+        if self.max_event_ms is not None or self.late:
+            raise ValueError(
+                "warm_start must run before the first record is added: this pipeline has "
+                f"already seen records up to {self.max_event_ms}; build a fresh OfflinePipeline"
+            )
+        return warm_start(history, self.engine, self.lateness_ms, self.manager)
 
     def add(self, family: str, record: Mapping[str, Any]) -> None:
         """Count one validated record of ``family`` (other families are ignored here)."""
@@ -99,3 +117,102 @@ class OfflinePipeline:
             window = merged[start]
             anomalies = self.engine.process(window)
             self.updates.extend(self.manager.process(start + self.window_ms, anomalies))
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What :func:`warm_start` learned.
+
+    Attributes
+    ----------
+    engine
+        The pre-trained engine (the one passed in, trained in place).
+    events
+        History records counted into windows (maintenance declarations and late records not
+        included).
+    late
+        History records too late for their window (as the worker would dead-letter them).
+    windows
+        History windows the engine scored and learned from.
+    first_ms, last_ms
+        Event time of the first and last history record, or None without any.
+    incidents
+        Incidents the history raised: discarded, never reported or counted.
+    """
+
+    engine: DetectionEngine
+    events: int
+    late: int
+    windows: int
+    first_ms: int | None
+    last_ms: int | None
+    incidents: int
+
+
+def warm_start(
+    history: Iterable[tuple[str, Mapping[str, Any]]],
+    engine: DetectionEngine,
+    lateness_ms: int = 5_000,
+    manager: IncidentManager | None = None,
+) -> WarmStart:
+    """Pre-train ``engine`` in place by replaying ``history`` through the detection path.
+
+    ``history`` is ``(family, validated record)`` pairs in event-time order, exactly what
+    :meth:`OfflinePipeline.add` takes (the worker and ``evaluate`` both read it their own way:
+    no file or broker here). Every window is scored and learned as in a live run, with the
+    engine's own windowing (``engine.window_ms``) and ``lateness_ms``. Afterwards:
+
+    * kept: what the detectors learned (baselines, seasonal profiles, overdispersion, the
+      recent violations of invariants, which they date themselves);
+    * discarded: the history's incidents (a throwaway manager correlates them; only their
+      number is returned), the engine's lifecycles (an anomaly still open at the end of the
+      history does not carry over: if the outage goes on, the first later windows open it
+      afresh) and the pooled running sums (they would mix history windows into the first
+      later ones, across whatever gap separates them);
+    * carried into ``manager`` (if given): maintenance windows declared in the history, since
+      a declaration made earlier still covers later incidents.
+
+    The engine's observer is not called for history windows. The later records must come
+    after the history in event time; the caller checks it (it knows both ranges).
+
+    >>> from detectors.engine import DetectionEngine
+    >>> def logins(t: int, ok: bool) -> tuple[str, dict[str, Any]]:
+    ...     return "logins", {"event_time": t, "service": "s", "region": "r",
+    ...                       "outcome": "success" if ok else "failure"}
+    >>> engine = DetectionEngine(10_000)
+    >>> w = warm_start((logins(t, t % 10_000 != 0) for t in range(0, 600_000, 500)), engine)
+    >>> (w.events, w.windows, w.first_ms, w.last_ms, w.incidents)
+    (1200, 60, 0, 599500, 0)
+    >>> engine.lifecycles, engine.pools
+    ({}, {})
+    """
+    observer, engine.observer = engine.observer, None
+    before = engine.windows_seen
+    first_ms: int | None = None
+    last_ms: int | None = None
+    try:
+        replay = OfflinePipeline(engine.window_ms, lateness_ms, engine=engine)
+        for family, record in history:
+            ts = record.get("event_time")
+            if isinstance(ts, int):
+                first_ms = ts if first_ms is None else first_ms
+                last_ms = ts if last_ms is None else max(last_ms, ts)
+            replay.add(family, record)
+        replay.finish()
+    finally:
+        engine.observer = observer
+    # Episodes end with the history; learned baselines stay.
+    engine.lifecycles.clear()
+    engine.pools.clear()
+    if manager is not None:
+        for service, windows in replay.manager.maintenance.items():
+            manager.maintenance.setdefault(service, {}).update(windows)
+    return WarmStart(
+        engine=engine,
+        events=replay.counted,
+        late=replay.late,
+        windows=engine.windows_seen - before,
+        first_ms=first_ms,
+        last_ms=last_ms,
+        incidents=len(replay.manager.incidents),
+    )
