@@ -28,6 +28,10 @@ def faust_config(s: Settings) -> dict[str, Any]:
         "producer_linger_ms": 5,
         "stream_buffer_maxsize": 16_384,
         "broker_max_poll_records": 2_000,
+        # Ingest holds the first record of each open window unacked (restart safety, see
+        # streams.agents.ingest): waiting for every event to be acked before a rebalance or
+        # a stop would wait for ever. What is acked is committed; the rest is read again.
+        "stream_wait_empty": False,
     }
     if s.broker_flavour == "tansu":
         conf.update(TANSU_FAUST_SETTINGS)

@@ -11,16 +11,19 @@ manager ``evaluate`` runs (:class:`~detectors.pipeline.OfflinePipeline`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from detectors.engine import DetectionEngine, EngineWindow
 from detectors.feedback import FeedbackQueue, apply_feedback
-from detectors.incidents import IncidentManager
+from detectors.incidents import IncidentManager, IncidentUpdate
 from detectors.signals import FAMILIES
 from detectors.windows import AssembledWindow, WindowAssembler
 from streams.app import app, settings
-from streams.incident_events import incident_event
+from streams.incident_events import event_id, incident_event
+from streams.restore import Marker, markers_from, read_topic
 from streams.topics import incidents_topic, windows_topic
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,13 @@ assemblers: dict[int, WindowAssembler] = {}
 engine = DetectionEngine(window_ms=settings.window_ms)
 manager = IncidentManager()
 feedback = FeedbackQueue()
+
+#: Set once restore_state has rebuilt the state; both stages wait for it.
+restored = asyncio.Event()
+#: Per windows partition: the offset below which restore_state folded the records in.
+rebuilt_until: dict[int, int] = {}
+#: Per (input kind, partition): its newest "closed" marker found by restore_state.
+markers: dict[tuple[str, int], Marker] = {}
 
 
 def all_sources() -> list[str]:
@@ -58,38 +68,83 @@ def engine_window(window: AssembledWindow) -> EngineWindow:
     return out
 
 
+def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
+    """Fold one windows-topic message of ``partition`` into the state; the incident updates
+    it causes. Pure of I/O: the live agent and the start-up restore run exactly this."""
+    kind = msg["kind"]
+    if kind == "maintenance":
+        manager.declare_maintenance(msg["record"])
+        return []
+    if kind == "feedback":
+        if not feedback.add(msg["record"]):
+            log.info("feedback %s redelivered; applied once", msg["record"].get("event_id"))
+        return []
+    asm = assembler_for(partition)
+    source = f"{msg['topic']}:{msg['src']}"
+    asm.add_sources(f"{msg['topic']}:{p}" for p in range(int(msg["n"])))
+    if kind == "partial":
+        group = f"{msg['topic']}{GROUP_SEP}{msg['group']}"
+        asm.add_partial(source, msg["window"], group, msg["segments"])
+        return []
+    if kind != "closed":
+        log.warning("unknown message kind %r on the windows topic; ignored", kind)
+        return []
+    updates: list[IncidentUpdate] = []
+    for window in asm.mark_closed(source, msg["until"]):
+        end = window.start_ms + settings.window_ms
+        for fb in feedback.due(end):  # verdicts apply in event time, between windows
+            changed, line = apply_feedback(engine, manager, fb, end)
+            log.info("%s", line)
+            updates.extend(changed)
+        updates.extend(manager.process(end, engine.process(engine_window(window))))
+    return updates
+
+
+async def publish(update: IncidentUpdate) -> None:
+    body = incident_event(update, source=settings.source)
+    log.info("%s %s", update.action, body["data"]["payload"]["summary"])
+    await incidents_topic.send(key=body["data"]["dedup_key"].encode(), value=body)
+
+
 @app.agent(windows_topic, concurrency=1)
 async def detect(stream: Any) -> None:
     # concurrency=1: assemblers, detectors and incidents are this agent's own state.
     async for event in stream.events():
-        msg = event.value
-        kind = msg["kind"]
-        if kind == "maintenance":
-            manager.declare_maintenance(msg["record"])
-            continue
-        if kind == "feedback":
-            if not feedback.add(msg["record"]):
-                log.info("feedback %s redelivered; applied once", msg["record"].get("event_id"))
-            continue
-        asm = assembler_for(event.message.partition)
-        source = f"{msg['topic']}:{msg['src']}"
-        asm.add_sources(f"{msg['topic']}:{p}" for p in range(int(msg["n"])))
-        if kind == "partial":
-            group = f"{msg['topic']}{GROUP_SEP}{msg['group']}"
-            asm.add_partial(source, msg["window"], group, msg["segments"])
-            continue
-        if kind != "closed":
-            log.warning("unknown message kind %r on the windows topic; ignored", kind)
-            continue
-        for window in asm.mark_closed(source, msg["until"]):
-            end = window.start_ms + settings.window_ms
-            updates = []
-            for fb in feedback.due(end):  # verdicts apply in event time, between windows
-                changed, line = apply_feedback(engine, manager, fb, end)
-                log.info("%s", line)
-                updates.extend(changed)
-            updates.extend(manager.process(end, engine.process(engine_window(window))))
-            for update in updates:
-                body = incident_event(update, source=settings.source)
-                log.info("%s %s", update.action, body["data"]["payload"]["summary"])
-                await incidents_topic.send(key=body["data"]["dedup_key"].encode(), value=body)
+        if not restored.is_set():
+            await restored.wait()
+        msg = event.message
+        if msg.offset < rebuilt_until.get(msg.partition, 0):
+            continue  # folded in by restore_state already
+        for update in handle(msg.partition, event.value):
+            await publish(update)
+
+
+@app.task
+async def restore_state() -> None:
+    """Rebuild the state from the windows topic before either stage handles a record, and
+    publish the updates the previous run decided but did not get out (:mod:`streams.restore`).
+    """
+    t0 = time.monotonic()
+    windows_log = await read_topic(settings.bootstrap_servers, settings.topics.windows)
+    updates: list[IncidentUpdate] = []
+    for rec in windows_log.records:
+        if isinstance(rec.value, dict):
+            updates.extend(handle(rec.partition, rec.value))
+    markers.update(markers_from(windows_log.records))
+    rebuilt_until.update(windows_log.ends)
+    missing: list[IncidentUpdate] = []
+    if updates:
+        published = await read_topic(settings.bootstrap_servers, settings.topics.incidents)
+        ids = {r.value.get("id") for r in published.records if isinstance(r.value, dict)}
+        missing = [u for u in updates if event_id(u) not in ids]
+    for update in missing:
+        await publish(update)
+    if windows_log.records:
+        log.info(
+            "restored from %d windows-topic records in %.1f s: %d windows, %d open "
+            "incidents, %d input partitions resume after their last closed window; "
+            "%d updates not yet published sent now",
+            len(windows_log.records), time.monotonic() - t0, engine.windows_seen,
+            sum(inc.is_open for inc in manager.incidents), len(markers), len(missing),
+        )  # fmt: skip
+    restored.set()

@@ -8,6 +8,15 @@ Closed windows leave as partial counts keyed by service on the internal windows 
 followed by a ``closed`` marker to every windows partition; stage 2
 (:mod:`streams.agents.detection`) completes a window once every source closed it.
 Maintenance records go to stage 2 as they are (they declare windows, they are not counted).
+
+Restarts lose nothing and count nothing twice. Every record is acked once handled except the
+first record counted into each open window, held until that window's partials and marker
+are sent; the committed offset therefore never passes the oldest open window, and a new
+worker reads every record of the windows that were open. Each "closed" marker carries the
+offset after the last record handled (``next``); at start-up stage 2 finds each partition's
+newest marker (:mod:`streams.restore`), and a record below that offset in a window the marker
+closed was counted or dead-lettered already: it is skipped (only the extractor's per-account
+state learns from it again). A record at or after it in such a window is late, as ever.
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ from typing import Any
 
 from detectors.feedback import feedback_service
 from detectors.signals import FAMILIES, SEP, Extractor
-from detectors.windows import ClosedWindow, PartitionWindows
+from detectors.windows import ClosedWindow, PartitionWindows, window_start
+from streams.agents.detection import markers, restored
 from streams.app import app, settings
 from streams.deadletter import send_dead_letter
 from streams.errors import InvalidRecord
+from streams.restore import Marker
 from streams.topics import KIND_OF_TOPIC, deadletter_topic, inputs_topic, windows_topic
 from streams.validation import decode
 
@@ -37,6 +48,10 @@ windows: dict[Source, PartitionWindows] = {}
 extractors: dict[Source, Extractor] = {}
 last_seen: dict[Source, float] = {}
 handled_next: dict[Source, int] = {}
+#: Per source: the first record counted into each open window (by window start), not acked.
+first_records: dict[Source, dict[int, Any]] = {}
+#: The ingest agent's stream, for acks made outside it (the quiet-partition timer).
+agent_stream: Any = None
 started = time.monotonic()
 
 
@@ -45,6 +60,9 @@ def windows_for(source: Source) -> PartitionWindows:
     if pw is None:
         width = len(FAMILIES[source[0]].counters)
         pw = windows[source] = PartitionWindows(settings.window_ms, settings.lateness_ms, width)
+        marker = markers.get(source)
+        if marker is not None:  # after a restart: windows up to there were sent already
+            pw.closed_until_ms = marker.until_ms
     return pw
 
 
@@ -84,16 +102,33 @@ async def emit_closed(
                        "window": window.start_ms, "group": service, "segments": segments},
             )  # fmt: skip
     if until_ms is not None:
+        nxt = handled_next.get(source)
+        if nxt is None and source in markers:  # nothing handled since a restart
+            nxt = markers[source].next_offset
         await _broadcast(
-            {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms}
-        )
+            {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
+             "next": nxt}
+        )  # fmt: skip
+        markers[source] = Marker(until_ms, nxt)
+    # Sent (the producer is flushed before any commit): the windows' first records may go.
+    first = first_records.get(source, {})
+    for window in closed:
+        event = first.pop(window.start_ms, None)
+        if event is not None and agent_stream is not None:
+            await agent_stream.ack(event)
 
 
 @app.agent(inputs_topic, concurrency=1)
 async def ingest(stream: Any) -> None:
     # concurrency=1: the per-source windows and extractor state are this agent's own.
+    # Acks are ours (see the module docstring): every record is acked once handled, except
+    # the first record counted into each open window, held until that window has been sent.
+    global agent_stream
+    agent_stream = stream
     max_bytes = settings.max_record_bytes
-    async for events in stream.take_events(BATCH, within=0.2):
+    async for events in stream.noack_take(BATCH, within=0.2):
+        if not restored.is_set():
+            await restored.wait()
         touched: dict[Source, str] = {}
         for event in events:
             msg = event.message
@@ -102,6 +137,9 @@ async def ingest(stream: Any) -> None:
             # Handled from here: a counted record is added below with no await in between,
             # so the idle timer never sees it handled and not yet counted.
             handled_next[source] = msg.offset + 1
+            marker = markers.get(source)
+            seen = marker is not None and msg.offset < (marker.next_offset or 0)
+            held = False
             try:
                 rec = decode(kind, event.value, max_bytes=max_bytes)
                 if kind in ("maintenance", "feedback"):
@@ -111,32 +149,44 @@ async def ingest(stream: Any) -> None:
                     await windows_topic.send(
                         key=str(service or "").encode(), value={"kind": kind, "record": rec}
                     )
-                    continue
-                if kind not in FAMILIES:
-                    continue
-                pw = windows_for(source)
-                ts = rec["event_time"]
-                accepted = True
-                for _service, key, index, amount in extractor_for(source).updates(kind, rec):
-                    accepted = pw.add(ts, key, index, amount) and accepted
+                elif kind in FAMILIES:
+                    ts = rec["event_time"]
+                    start = window_start(ts, settings.window_ms)
+                    extractor = extractor_for(source)
+                    if seen and marker is not None and start < marker.until_ms:
+                        # Counted (or dead-lettered) before a restart, in a window already
+                        # sent: only the extractor's per-account state learns from it again.
+                        for _update in extractor.updates(kind, rec):
+                            pass
+                    else:
+                        pw = windows_for(source)
+                        accepted, counted = True, False
+                        for _service, key, index, amount in extractor.updates(kind, rec):
+                            accepted = pw.add(ts, key, index, amount) and accepted
+                            counted = True
+                        if not accepted:
+                            reason = (
+                                f"{kind} record: event_time {ts} is older than the partition's "
+                                f"closed windows (closed until {pw.closed_until_ms}); raise "
+                                f"RADAR_LATENESS_SECONDS (now {settings.lateness_seconds}) to "
+                                "accept more disorder"
+                            )
+                            await send_dead_letter(deadletter_topic, event, "late", reason)
+                        else:
+                            touched[source] = msg.topic
+                            first = first_records.setdefault(source, {})
+                            if counted and start not in first:
+                                first[start] = event
+                                held = True
             except InvalidRecord as exc:
-                await send_dead_letter(deadletter_topic, event, exc.kind, exc.reason)
-                continue
+                if not seen:  # else dead-lettered before a restart already
+                    await send_dead_letter(deadletter_topic, event, exc.kind, exc.reason)
             except Exception as exc:  # a bug must not ack the record away: keep it
                 log.exception("cannot count %s@%s/%s", msg.topic, msg.partition, msg.offset)
                 reason = f"{kind} record: internal error {type(exc).__name__}: {exc}"
                 await send_dead_letter(deadletter_topic, event, "internal", reason)
-                continue
-            if not accepted:
-                reason = (
-                    f"{kind} record: event_time {rec['event_time']} is older than the "
-                    f"partition's closed windows (closed until {pw.closed_until_ms}); raise "
-                    f"RADAR_LATENESS_SECONDS (now {settings.lateness_seconds}) to accept "
-                    "more disorder"
-                )
-                await send_dead_letter(deadletter_topic, event, "late", reason)
-                continue
-            touched[source] = msg.topic
+            if not held:
+                await stream.ack(event)
         now = time.monotonic()
         for source, topic_name in touched.items():
             last_seen[source] = now
@@ -170,12 +220,19 @@ def caught_up(source: Source, tp: Any, high: int | None, position: int | None) -
 
 @app.on_partitions_revoked.connect
 async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-    """Handled offsets of partitions given away are stale if they come back later."""
+    """Forget the open windows of partitions given away: their next owner reads them again
+    from the committed offset, which the held first records kept at the oldest open window.
+    The partition's last marker stays: if it comes back, windows up to there were sent.
+    (Another worker may have moved it on meanwhile: see the README's limits.)"""
     revoked = args[0] if args else kwargs.get("revoked", ())
     for tp in revoked:
         kind = KIND_OF_TOPIC.get(tp.topic)
         if kind is not None:
-            handled_next.pop((kind, tp.partition), None)
+            source = (kind, tp.partition)
+            handled_next.pop(source, None)
+            windows.pop(source, None)
+            extractors.pop(source, None)
+            first_records.pop(source, None)
 
 
 @app.timer(interval=1.0)
