@@ -106,6 +106,36 @@ class InputWatch:
                 )  # fmt: skip
         return out
 
+    def adopt(self, key: str, opened_at_ms: int) -> bool:
+        """Take over an open blind incident published before a restart (its ``key``, as in
+        ``worker/stale-logins/990000``), so that it resolves when its input recovers instead
+        of being left open for ever. False if ``key`` is not a blind incident's.
+
+        >>> watch = InputWatch(stale_ms=300_000, max_lag=100_000)
+        >>> watch.adopt("worker/stale-logins/990000", 1_400_000)
+        True
+        >>> [(u.action, u.incident.key) for u in watch.check(1_500_000, {"logins": 1_499_000}, {})]
+        [('resolve', 'worker/stale-logins/990000')]
+        >>> watch.adopt("wallet/partner_bank=VCB/1", 0)
+        False
+        """
+        head, _, rest = key.partition("/")
+        kind, _, tail = rest.partition("-")
+        topic, _, since = tail.rpartition("/")
+        signal = {"stale": STALE, "lag": LAGGING}.get(kind)
+        if head != "worker" or signal is None or not topic or not since.isdigit():
+            return False
+        seg = Segment(SELF, "topic", topic)
+        inc = Incident(key=key, opened_at_ms=opened_at_ms)
+        inc.cause_class, inc.cause = "detector_blind", signal.cause(seg)
+        evidence = BlindEvidence(0.0, 0.0, None, 0.0, 0.0)
+        inc.anomalies.append(
+            Anomaly("open", signal, seg, opened_at_ms, opened_at_ms, opened_at_ms, evidence, 1)
+        )
+        inc.open_members.add((signal.name, seg))
+        self.open[(signal.name, topic)] = inc
+        return True
+
     def _judge(
         self, signal: Signal, topic: str, now_ms: int, *, since: int, observed: float,
         bound: float, bad: bool, good: bool,

@@ -33,8 +33,12 @@ def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+#: Before every incident key in a dedup key.
+DEDUP_PREFIX = "outage-radar/"
+
+
 def dedup_key(update: IncidentUpdate) -> str:
-    return f"outage-radar/{update.incident.key}"
+    return f"{DEDUP_PREFIX}{update.incident.key}"
 
 
 def event_id(update: IncidentUpdate) -> str:

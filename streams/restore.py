@@ -29,6 +29,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from streams.errors import RadarError
@@ -84,6 +85,28 @@ def markers_from(records: Sequence[LogRecord]) -> dict[tuple[str, int], Marker]:
             nxt = v.get("next")
             out[source] = Marker(int(v["until"]), None if nxt is None else int(nxt))
     return out
+
+
+def still_open(records: Sequence[LogRecord]) -> dict[str, int]:
+    """Dedup keys whose newest incident event is not a resolve, with when each opened
+    (epoch ms), from incidents-topic records in offset order per partition (one key always
+    lands on one partition).
+
+    >>> def ev(key, action, opened="2025-10-19T08:00:00.000Z"):
+    ...     return LogRecord(0, 0, {"data": {"dedup_key": key, "event_action": action,
+    ...         "payload": {"custom_details": {"opened_at": opened}}}})
+    >>> still_open([ev("a", "trigger"), ev("b", "trigger"), ev("a", "resolve")])
+    {'b': 1760860800000}
+    """
+    last: dict[str, tuple[str, int]] = {}
+    for rec in records:
+        data = rec.value.get("data") if isinstance(rec.value, dict) else None
+        if not isinstance(data, dict):
+            continue
+        opened = data["payload"]["custom_details"]["opened_at"]
+        opened_ms = round(datetime.fromisoformat(opened.replace("Z", "+00:00")).timestamp() * 1000)
+        last[data["dedup_key"]] = (data["event_action"], opened_ms)
+    return {key: at for key, (action, at) in last.items() if action != "resolve"}
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from detectors.signals import FAMILIES
 from detectors.windows import AssembledWindow, WindowAssembler
 from streams.app import app, settings
 from streams.incident_events import event_id, incident_event
-from streams.restore import Marker, markers_from, read_topic
+from streams.restore import Marker, markers_from, read_topic, still_open
 from streams.topics import incidents_topic, windows_topic
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,8 @@ restored = asyncio.Event()
 rebuilt_until: dict[int, int] = {}
 #: Per (input kind, partition): its newest "closed" marker found by restore_state.
 markers: dict[tuple[str, int], Marker] = {}
+#: Dedup keys left open on the incidents topic by the previous run (-> opened, epoch ms).
+open_before: dict[str, int] = {}
 
 
 def all_sources() -> list[str]:
@@ -132,11 +134,10 @@ async def restore_state() -> None:
             updates.extend(handle(rec.partition, rec.value))
     markers.update(markers_from(windows_log.records))
     rebuilt_until.update(windows_log.ends)
-    missing: list[IncidentUpdate] = []
-    if updates:
-        published = await read_topic(settings.bootstrap_servers, settings.topics.incidents)
-        ids = {r.value.get("id") for r in published.records if isinstance(r.value, dict)}
-        missing = [u for u in updates if event_id(u) not in ids]
+    published = await read_topic(settings.bootstrap_servers, settings.topics.incidents)
+    ids = {r.value.get("id") for r in published.records if isinstance(r.value, dict)}
+    missing = [u for u in updates if event_id(u) not in ids]
+    open_before.update(still_open(published.records))
     for update in missing:
         await publish(update)
     if windows_log.records:

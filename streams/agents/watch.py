@@ -16,13 +16,15 @@ import time
 from detectors.health import InputWatch
 from detectors.signals import FAMILIES
 from streams.agents import ingest
+from streams.agents.detection import open_before, restored
 from streams.app import app, settings
-from streams.incident_events import incident_event
+from streams.incident_events import DEDUP_PREFIX, incident_event
 from streams.topics import KIND_OF_TOPIC, incidents_topic
 
 log = logging.getLogger(__name__)
 
 watch = InputWatch(stale_ms=round(settings.stale_seconds * 1000), max_lag=settings.max_lag)
+adopted: list[bool] = []  # non-empty once the previous run's open blind incidents are adopted
 
 
 async def input_health() -> tuple[dict[str, int | None], dict[str, int]]:
@@ -46,6 +48,14 @@ async def input_health() -> tuple[dict[str, int | None], dict[str, int]]:
 
 @app.timer(interval=max(0.5, min(5.0, settings.stale_seconds / 3)))
 async def watch_inputs() -> None:
+    if not restored.is_set():
+        return
+    if not adopted:
+        # Blind incidents the previous run left open resolve here once their input recovers.
+        for key, opened_at_ms in open_before.items():
+            if watch.adopt(key.removeprefix(DEDUP_PREFIX), opened_at_ms):
+                log.info("adopted %s, open since before the restart", key)
+        adopted.append(True)
     last, lag = await input_health()
     for update in watch.check(round(time.time() * 1000), last, lag):
         body = incident_event(update, source=settings.source)

@@ -60,3 +60,28 @@ def test_a_stale_topic_is_a_blind_incident_until_it_flows_again(
     for e in events:
         jsonschema.validate(e, load_schema("incident"))
     assert worker.alive
+
+
+def test_a_blind_incident_open_at_a_restart_is_resolved_by_the_next_worker(
+    broker: EmbeddedBroker, start_worker: Callable[..., Worker]
+) -> None:
+    first = start_worker(RADAR_STALE_SECONDS="3")
+    topics = first.settings.topics
+    now = int(time.time() * 1000)
+    produce(broker.bootstrap, topics.logins, _logins(now - 60_000, 50))
+
+    def has(action: str) -> Callable[[list[dict[str, Any]]], bool]:
+        return lambda values: any(v["data"]["event_action"] == action for v in values)
+
+    events = consume(broker.bootstrap, topics.incidents, has("trigger"), timeout=60)
+    assert has("trigger")(events), first.log()[-3000:]
+    first.stop()
+
+    second = start_worker(RADAR_STALE_SECONDS="3")
+    produce(broker.bootstrap, topics.logins, _logins(now, 20))
+    events = consume(broker.bootstrap, topics.incidents, has("resolve"), timeout=60)
+    log = second.log()
+    assert [e["data"]["event_action"] for e in events] == ["trigger", "resolve"], log[-3000:]
+    assert events[0]["data"]["dedup_key"] == events[1]["data"]["dedup_key"]
+    assert "adopted outage-radar/worker/stale-logins/" in log
+    jsonschema.validate(events[1], load_schema("incident"))
