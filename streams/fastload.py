@@ -1,0 +1,751 @@
+"""The fast path of ``evaluate``: traffic files decoded as typed columns, windows counted with
+numpy, the same windows and incidents as the per-record path of :mod:`streams.evaluate`.
+
+:func:`run_fast` takes and returns what :func:`streams.evaluate.run` does. How it stays exact:
+
+* **Decoding**: each line of a windowed family's file is decoded by ``msgspec`` into a struct
+  generated from the topic's JSON Schema (:func:`value_struct`): types, ``required``,
+  ``enum``, ``minLength``/``maxLength``, ``minimum``/``maximum`` and ``pattern`` become the
+  struct's types and constraints, so a line that decodes is valid by the schema. A schema
+  using any other keyword is not translated, and its topic stays on the per-record path.
+  A line is on the fast path only if it decodes, its file is valid UTF-8 and it holds no
+  backslash (no escapes); every other line (not JSON, blank, ``key_b64``/``value_b64``, a
+  wrong type, an unknown enum, a float where an integer is expected, ...) is read by
+  :func:`streams.traffic.from_line` and validated with the topic's compiled validator, one
+  by one, exactly as before: counted, reported and placed in the stream as before.
+  ``maintenance`` and ``feedback`` records (a handful) always take the per-record path.
+* **Order**: the per-record path merges files with :func:`heapq.merge` by timestamp. For
+  any inputs (sorted or not) that order is the stable sort by (running maximum of the
+  timestamp within the file, file, line), computed with ``numpy.lexsort``.
+* **Windows**: lateness, counts per cell and window, first-touch order of cells, the point
+  where each window closes and the balance invariant are computed over whole columns by
+  :mod:`detectors.columnar`; the engine and the incident manager then get the very same
+  :class:`~detectors.engine.EngineWindow` objects, in the same order, with maintenance
+  declarations interleaved where the per-record path would have applied them.
+* **Errors**: bad lines and invalid records go to the :class:`~streams.replay.ErrorLog` in the
+  order the per-record path reports them (a file's bad lines are read when the merge pulls
+  the record after them).
+
+Balances keep per-account state (the last known balance, forgetting the least recent account
+beyond a capacity): vectorised while the run has fewer accounts than the capacity (nothing
+forgotten), otherwise replayed record by record through the real extractor.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+
+from detectors import columnar
+from detectors.engine import DetectionEngine, EngineWindow
+from detectors.pipeline import OfflinePipeline
+from detectors.signals import (
+    _BAL,
+    _CMP,
+    _LOGIN,
+    _OTP,
+    _TXN,
+    FAMILIES,
+    MISSING,
+    SEP,
+    AccountBalances,
+)
+from streams.errors import RadarError
+from streams.replay import ErrorLog, file_records
+from streams.schemas import load_schema, validator
+from streams.settings import INPUT_TOPICS
+from streams.traffic import InvalidLine, TrafficRecord, from_line, traffic_files
+
+if TYPE_CHECKING:
+    from streams.evaluate import History, RunStats
+    from streams.report import SeriesRecorder
+
+__all__ = ["run_fast", "value_struct"]
+
+#: Families counted into windows (the others, maintenance and feedback, are few).
+WINDOWED: tuple[str, ...] = tuple(FAMILIES)
+
+# --------------------------------------------------------------------------- schema -> struct
+
+
+class Untranslatable(Exception):
+    """A schema construct the struct translation does not cover (the topic stays slow)."""
+
+
+_PROPERTY_KEYS = {"type", "enum", "minLength", "maxLength", "minimum", "maximum", "pattern"}
+_IGNORED_KEYS = {"description", "examples", "title", "$comment", "default"}
+
+
+def _property_type(name: str, prop: Mapping[str, Any]) -> Any:
+    unknown = set(prop) - _PROPERTY_KEYS - _IGNORED_KEYS
+    if unknown:
+        raise Untranslatable(f"property {name!r}: {sorted(unknown)}")
+    types = prop.get("type")
+    if isinstance(types, str):
+        types = [types]
+    if not isinstance(types, list) or not types:
+        raise Untranslatable(f"property {name!r}: no type")
+    out: list[Any] = []
+    for kind in types:
+        if kind == "null":
+            out.append(None)
+        elif kind == "string":
+            meta: dict[str, Any] = {}
+            if "minLength" in prop:
+                meta["min_length"] = int(prop["minLength"])
+            if "maxLength" in prop:
+                meta["max_length"] = int(prop["maxLength"])
+            if "pattern" in prop:
+                meta["pattern"] = str(prop["pattern"])
+            if "enum" in prop:
+                values = prop["enum"]
+                if not all(isinstance(v, str) for v in values):
+                    raise Untranslatable(f"property {name!r}: non-string enum")
+                base: Any = Literal[tuple(values)]
+            else:
+                base = str
+            out.append(Annotated[base, msgspec.Meta(**meta)] if meta else base)
+        elif kind in ("integer", "number"):
+            if "enum" in prop or "pattern" in prop or "minLength" in prop:
+                raise Untranslatable(f"property {name!r}: constraint on a number")
+            bounds: dict[str, Any] = {}
+            if "minimum" in prop:
+                bounds["ge"] = prop["minimum"]
+            if "maximum" in prop:
+                bounds["le"] = prop["maximum"]
+            # Integers only as JSON integers (a JSON Schema integer may also be written 1.0:
+            # such a record takes the per-record path, where it is valid too).
+            num: Any = int if kind == "integer" else float
+            out.append(Annotated[num, msgspec.Meta(**bounds)] if bounds else num)
+        else:
+            raise Untranslatable(f"property {name!r}: type {kind!r}")
+    if "enum" in prop and types != ["string"]:
+        raise Untranslatable(f"property {name!r}: enum with types {types}")
+    union: Any = out[0]
+    for t in out[1:]:
+        union = union | t
+    return union
+
+
+def value_struct(kind: str) -> type[msgspec.Struct]:
+    """A msgspec struct accepting exactly what the schema of ``kind`` accepts (or less: JSON
+    integers written with a fraction, strings with escapes are left to the per-record path).
+
+    Raises :class:`Untranslatable` for a schema using a keyword it does not translate.
+
+    >>> Txn = value_struct("transactions")
+    >>> v = msgspec.json.decode(b'{"event_id":"e","event_time":1760000000000,"service":"s",'
+    ...     b'"type":"payment","status":"failed","region":"r","channel":"app"}', type=Txn)
+    >>> v.status, v.partner_bank is msgspec.UNSET
+    ('failed', True)
+    >>> msgspec.json.decode(b'{"event_id":"e","event_time":1760000000000,"service":"s",'
+    ...     b'"type":"payment","status":"lost","region":"r","channel":"app"}', type=Txn)
+    Traceback (most recent call last):
+    ...
+    msgspec.ValidationError: Invalid enum value 'lost' - at `$.status`
+    """
+    schema = load_schema(kind)
+    top = set(schema) - {"type", "required", "properties", "additionalProperties"}
+    top -= _IGNORED_KEYS | {"$schema", "$id"}
+    if top or schema.get("type") != "object":
+        raise Untranslatable(f"{kind}: top-level {sorted(top)}")
+    extra = schema.get("additionalProperties", True)
+    if extra not in (True, False):
+        raise Untranslatable(f"{kind}: additionalProperties {extra!r}")
+    required = list(schema.get("required", []))
+    properties = schema.get("properties", {})
+    if any(name not in properties for name in required):
+        raise Untranslatable(f"{kind}: a required field without a property")
+    fields: list[Any] = []
+    for name in sorted(properties, key=lambda n: n not in required):
+        typ = _property_type(name, properties[name])
+        if name in required:
+            fields.append((name, typ))
+        else:
+            fields.append((name, typ | msgspec.UnsetType, msgspec.UNSET))
+    return msgspec.defstruct(
+        f"{kind.title()}Value", fields, forbid_unknown_fields=not extra, gc=False
+    )
+
+
+def _line_struct(kind: str) -> type[msgspec.Struct]:
+    """A traffic line of ``kind`` as :func:`streams.traffic.from_line` reads it, narrowed to
+    the plain form: ``topic`` is ``kind``, ``key`` a string or null, ``timestamp`` a
+    non-negative integer, ``value`` a valid record; nothing else (no ``*_b64``)."""
+    return msgspec.defstruct(
+        f"{kind.title()}Line",
+        [
+            ("topic", Literal[kind]),
+            ("timestamp", Annotated[int, msgspec.Meta(ge=0)]),
+            ("value", value_struct(kind)),
+            ("key", str | None, None),
+        ],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+
+
+_DECODERS: dict[str, Callable[[bytes], Any] | None] = {}
+
+
+def _decoder(kind: str) -> Callable[[bytes], Any] | None:
+    if kind not in _DECODERS:
+        try:
+            _DECODERS[kind] = msgspec.json.Decoder(_line_struct(kind)).decode
+        except Untranslatable:
+            _DECODERS[kind] = None
+    return _DECODERS[kind]
+
+
+# ------------------------------------------------------------------------------ file loading
+
+
+@dataclass
+class FileBatch:
+    """One traffic file: its good records (what ``file_records`` yields), as fast rows
+    (decoded structs) and slow rows (TrafficRecords), and its bad lines.
+
+    ``timestamps`` is per good record in file order; ``fast``/``fast_pos`` the decoded
+    structs and their positions; ``slow`` the (position, record) of the others; ``errors``
+    (records before it, kind, text) in file order.
+    """
+
+    path: Path
+    family: str
+    timestamps: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fast: list[Any] = field(default_factory=list)
+    fast_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    slow: list[tuple[int, TrafficRecord]] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+
+
+class _PositionLog(ErrorLog):
+    """Records each error with the number of records yielded before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.yielded = 0
+        self.events: list[tuple[int, str, str]] = []
+
+    def add(self, kind: str, text: str) -> None:
+        self.events.append((self.yielded, kind, text))
+
+
+def _exact_file(path: Path, family: str) -> FileBatch:
+    """Every record of the file on the per-record path (``file_records`` itself)."""
+    log = _PositionLog()
+    slow: list[tuple[int, TrafficRecord]] = []
+    for record in file_records(path, log):
+        slow.append((log.yielded, record))
+        log.yielded += 1
+    ts = np.array([r.timestamp for _, r in slow], dtype=np.int64)
+    return FileBatch(path, family, ts, slow=slow, errors=log.events)
+
+
+def load_file(path: Path) -> FileBatch:
+    """Decode one traffic file (see the module docstring for what is fast and what is not)."""
+    family = path.name.split(".", 1)[0]
+    decode = _decoder(family) if family in WINDOWED else None
+    if decode is None:
+        return _exact_file(path, family)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else None
+        if data is None:
+            data = path.read_bytes()
+        data.decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError):
+        return _exact_file(path, family)  # unreadable or not UTF-8: as before, line by line
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()
+    if b"\\" not in data:
+        try:
+            rows = [decode(line) for line in lines]
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        else:
+            ts = np.fromiter((r.timestamp for r in rows), dtype=np.int64, count=len(rows))
+            return FileBatch(path, family, ts, rows, np.arange(len(rows), dtype=np.int64))
+    return _mixed_file(path, family, data, lines, decode)
+
+
+def _mixed_file(
+    path: Path, family: str, data: bytes, lines: list[bytes], decode: Callable[[bytes], Any]
+) -> FileBatch:
+    """Line by line: a line is fast if it decodes and holds no backslash; otherwise it is
+    read exactly as ``file_records`` reads it."""
+    batch = FileBatch(path, family)
+    fast_pos: list[int] = []
+    stamps: list[int] = []
+    last = len(lines) - 1
+    for number, line in enumerate(lines, 1):
+        if b"\\" not in line:
+            try:
+                row = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            else:
+                fast_pos.append(len(stamps))
+                stamps.append(row.timestamp)
+                batch.fast.append(row)
+                continue
+        raw = line if (number - 1 == last and not data.endswith(b"\n")) else line + b"\n"
+        if not raw.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            batch.errors.append(
+                (len(stamps), "not UTF-8", f"{where}: not UTF-8 text (byte {exc.start} of line)")
+            )
+            continue
+        try:
+            record = from_line(text, where)
+        except InvalidLine as exc:
+            batch.errors.append((len(stamps), "bad line", str(exc)))
+            continue
+        batch.slow.append((len(stamps), record))
+        stamps.append(record.timestamp)
+    batch.timestamps = np.array(stamps, dtype=np.int64)
+    batch.fast_pos = np.array(fast_pos, dtype=np.int64)
+    return batch
+
+
+# ------------------------------------------------------------------------------- the columns
+
+#: The fields each family's extractor reads besides event_time and service.
+_FIELDS: dict[str, tuple[str, ...]] = {
+    "transactions": ("partner_bank", "region", "channel", "status", "latency_ms"),
+    "logins": ("region", "outcome", "reason"),
+    "otp": ("operator", "provider", "stage", "latency_ms"),
+    "balances": ("region", "kind", "account_id", "balance", "initiated_by"),
+    "complaints": ("category",),
+    "requests": ("section", "requests", "errors", "downstream_errors"),
+}
+#: The fields of each family's cell key, after the service (as detectors.signals builds it).
+_DIMS: dict[str, tuple[str, ...]] = {name: f.dimensions[1:] for name, f in FAMILIES.items()}
+_UNSET = msgspec.UNSET
+
+
+def _columns(family: str, fast: list[Any], slow: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """Fast rows (decoded lines) then slow records (dicts): the fields the extractor reads,
+    as lists; a missing field is ``UNSET``."""
+    vals = [r.value for r in fast]
+    cols: dict[str, list[Any]] = {}
+    for name in ("event_time", "service", *_FIELDS[family]):
+        cols[name] = [getattr(v, name) for v in vals] + [r.get(name, _UNSET) for r in slow]
+    return cols
+
+
+def _key(*parts: Any) -> str:
+    """:func:`detectors.signals._key`, a missing (UNSET) part read as ``None`` (``-``)."""
+    return SEP.join(MISSING if p is None or p is _UNSET or p == "" else str(p) for p in parts)
+
+
+def _present(v: Any) -> bool:
+    return v is not None and v is not _UNSET
+
+
+class _Cells:
+    """Cell keys of every family -> dense codes."""
+
+    def __init__(self) -> None:
+        self.code: dict[tuple[str, str], int] = {}
+        self.keys: list[str] = []
+        self.services: list[str] = []
+        self.family: list[int] = []
+
+    def codes(self, family: str, cols: Mapping[str, list[Any]]) -> np.ndarray:
+        """Per record: the code of its cell (parts joined by detectors.signals' rules)."""
+        parts = [cols["service"], *(cols[d] for d in _DIMS[family])]
+        table: dict[Any, int] = {}
+        get = table.setdefault
+        if len(parts) == 1:
+            combos: Any = parts[0]
+        else:
+            combos = zip(*parts, strict=True)
+        n = len(parts[0])
+        local = np.fromiter((get(c, len(table)) for c in combos), dtype=np.int64, count=n)
+        to_cell = np.zeros(len(table), dtype=np.int64)
+        fam = list(FAMILIES).index(family)
+        for combo, code in table.items():
+            key = _key(*combo) if len(parts) > 1 else _key(combo)
+            cell = self.code.get((family, key))
+            if cell is None:
+                cell = self.code[(family, key)] = len(self.keys)
+                self.keys.append(key)
+                self.services.append(key.split(SEP, 1)[0])
+                self.family.append(fam)
+            to_cell[code] = cell
+        return to_cell[local]
+
+
+Updates = tuple[np.ndarray, np.ndarray, np.ndarray]  # record, counter, amount
+
+
+def _cat(parts: list[Updates]) -> Updates:
+    if not parts:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z
+    return (
+        np.concatenate([p[0] for p in parts]).astype(np.int64),
+        np.concatenate([p[1] for p in parts]).astype(np.int64),
+        np.concatenate([p[2] for p in parts]).astype(np.int64),
+    )
+
+
+def _part(where: Any, counter: Any, amount: Any) -> Updates:
+    where = np.asarray(where, dtype=np.int64)
+    n = len(where)
+    return (
+        where,
+        np.broadcast_to(np.asarray(counter, dtype=np.int64), (n,)),
+        np.broadcast_to(np.asarray(amount, dtype=np.int64), (n,)),
+    )
+
+
+def _lookup(values: list[Any], table: Mapping[Any, int], default: int | None = None) -> np.ndarray:
+    memo: dict[Any, int] = {}
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        c = memo.get(v)
+        if c is None:
+            c = memo[v] = table[v] if default is None else table.get(v, default)
+        out[i] = c
+    return out
+
+
+def _updates(family: str, cols: Mapping[str, list[Any]]) -> Updates:
+    """(record, counter, amount) of every update the family's extractor yields for these
+    records (balances: all but the zero-read violations, which need the account history)."""
+    n = len(cols["event_time"])
+    rec = np.arange(n, dtype=np.int64)
+    parts: list[Updates] = []
+    if family in ("transactions", "otp"):
+        table, state_field, slow_state, latency_counter = (
+            (_TXN, "status", "completed_late", "late_latency_s")
+            if family == "transactions"
+            else (_OTP, "stage", "delivered", "delivery_latency_s")
+        )
+        state = _lookup(cols[state_field], table)
+        parts.append(_part(rec, state, 1))
+        latency = cols["latency_ms"]
+        idx = [i for i in np.flatnonzero(state == table[slow_state]) if _present(latency[i])]
+        if idx:
+            parts.append(_part(idx, table[latency_counter], [int(latency[i] // 1000) for i in idx]))
+    elif family == "logins":
+        outcome = _lookup(cols["outcome"], _LOGIN)
+        parts.append(_part(rec, outcome, 1))
+        failed = np.flatnonzero(outcome == _LOGIN["failure"])
+        reasons = cols["reason"]
+        why = [f"fail_{None if reasons[i] is _UNSET else reasons[i]}" for i in failed]
+        parts.append(_part(failed, _lookup(why, _LOGIN, _LOGIN["fail_other"]), 1))
+    elif family == "complaints":
+        parts.append(_part(rec, _CMP["total"], 1))
+        parts.append(_part(rec, _lookup(cols["category"], _CMP, _CMP["other"]), 1))
+    elif family == "requests":
+        req = np.array([int(x) for x in cols["requests"]], dtype=np.int64)
+        err = np.minimum(np.array([int(x) for x in cols["errors"]], dtype=np.int64), req)
+        parts.append(_part(rec, 0, req))
+        nz = np.flatnonzero(err)
+        parts.append(_part(nz, 1, err[nz]))
+        down = cols["downstream_errors"]
+        dz = [i for i, d in enumerate(down) if _present(d) and d]
+        parts.append(_part(dz, 2, [int(down[i]) for i in dz]))
+    elif family == "balances":
+        kind = _lookup(cols["kind"], {"read": 0, "change": 1}, 2)
+        counter = np.where(kind == 0, _BAL["reads"], np.where(kind == 1, _BAL["changes"],
+                                                                _BAL["links"]))  # fmt: skip
+        parts.append(_part(rec, counter, 1))
+        kinds, by = cols["kind"], cols["initiated_by"]
+        removed = [i for i in np.flatnonzero(kind == 2) if kinds[i] == "bank_link_removed"]
+        not_user = [i for i in removed if by[i] != "user"]
+        parts.append(_part(not_user, _BAL["link_removed_not_user"], 1))
+    else:  # pragma: no cover - FAMILIES and this function change together
+        raise ValueError(f"no columnar extractor for family {family!r}")
+    return _cat(parts)
+
+
+def _balance_violations(
+    cols: Mapping[str, list[Any]], order: np.ndarray, capacity: int
+) -> tuple[Updates, bool]:
+    """Zero-read violations (record, counter, amount) of balance records whose arrival order
+    is ``order`` (indices into the columns); and whether the vectorised form was exact (no
+    account forgotten). Otherwise they come from the real extractor, record by record."""
+    n = len(order)
+    accounts = cols["account_id"]
+    table: dict[Any, int] = {}
+    account = _codes([accounts[i] for i in order], table)
+    if len(table) <= capacity:
+        kinds, balances = cols["kind"], cols["balance"]
+        is_read = np.array([kinds[i] == "read" for i in order], dtype=np.bool_)
+        has = np.array([_present(balances[i]) for i in order], dtype=np.bool_)
+        value = np.array(
+            [float(balances[i]) if _present(balances[i]) else 0.0 for i in order],
+            dtype=np.float64,
+        )
+        hit = columnar.zero_reads(account, is_read, has, value)
+        return _part(order[hit], _BAL["zero_unexplained"], 1), True
+    state = AccountBalances(capacity)
+    where: list[int] = []
+    zero = _BAL["zero_unexplained"]
+    names = ("service", "region", "kind", "account_id", "balance", "initiated_by")
+    for j in range(n):
+        i = int(order[j])
+        record = {k: cols[k][i] for k in names if cols[k][i] is not _UNSET}
+        for _service, _cell, counter, _amount in state.observe(record):
+            if counter == zero:
+                where.append(i)
+    return _part(where, zero, 1), False
+
+
+def _codes(values: list[Any], table: dict[Any, int]) -> np.ndarray:
+    get = table.setdefault
+    return np.fromiter((get(v, len(table)) for v in values), dtype=np.int64, count=len(values))
+
+
+# ---------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class _Merged:
+    """Every good record of every file in the per-record path's merge order."""
+
+    batches: list[FileBatch]
+    offsets: list[int]
+    rank: np.ndarray  # (offset of file + position) -> index in the merged stream
+    timestamps: np.ndarray  # per merged index
+
+
+def merge_order(batches: list[FileBatch]) -> _Merged:
+    """:func:`heapq.merge` by timestamp (ties: earlier file first; each file in its own
+    order, sorted or not) as one stable sort by (running max of the file's timestamps, file,
+    position).
+
+    >>> a = FileBatch(Path("a"), "x", np.array([5, 1, 7]))
+    >>> b = FileBatch(Path("b"), "x", np.array([3, 6]))
+    >>> m = merge_order([a, b])
+    >>> m.timestamps.tolist()
+    [3, 5, 1, 6, 7]
+    """
+    offsets: list[int] = []
+    total = 0
+    for b in batches:
+        offsets.append(total)
+        total += len(b.timestamps)
+    if total == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return _Merged(batches, offsets, z, z)
+    ts = np.concatenate([b.timestamps for b in batches]).astype(np.int64)
+    run_max = np.concatenate(
+        [np.maximum.accumulate(b.timestamps) for b in batches if len(b.timestamps)]
+    ).astype(np.int64)
+    file_no = np.concatenate(
+        [np.full(len(b.timestamps), i, dtype=np.int64) for i, b in enumerate(batches)]
+    )
+    order = np.lexsort((np.arange(total), file_no, run_max))
+    rank = np.empty(total, dtype=np.int64)
+    rank[order] = np.arange(total, dtype=np.int64)
+    return _Merged(batches, offsets, rank, ts[order])
+
+
+def run_fast(
+    source: Path,
+    window_ms: int,
+    lateness_ms: int,
+    progress: bool = True,
+    *,
+    warm_start: Path | None = None,
+    recorder: SeriesRecorder | None = None,
+    on_history: Callable[[History], None] | None = None,
+) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
+    """:func:`streams.evaluate.run`, fast: the same pipeline state, incidents, stats and
+    errors. ``stats.seconds`` covers reading, decoding, counting and detection (not the
+    warm start, as in ``run``)."""
+    from fastjsonschema import JsonSchemaValueException
+
+    from streams.evaluate import RunStats, warm_from
+    from streams.progress import Progress
+
+    engine = DetectionEngine(window_ms, observer=recorder)
+    pipeline = OfflinePipeline(window_ms, lateness_ms, engine=engine)
+    errors = ErrorLog()
+    stats = RunStats()
+    t0 = time.perf_counter()
+    files = [p for p in traffic_files(source) if p.name.split(".", 1)[0] in INPUT_TOPICS]
+    if not files:
+        raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
+    batches = [load_file(p) for p in files]
+    merged = merge_order(batches)
+    total = len(merged.timestamps)
+
+    if warm_start is not None:
+        t_warm = time.perf_counter()
+        first_ms = int(merged.timestamps[0]) if total else None
+        rest = (TrafficRecord("", None, int(t), b"") for t in merged.timestamps[1:])
+        history = warm_from(warm_start, pipeline, source, first_ms, rest)
+        if on_history is not None:
+            on_history(history)
+        t0 += time.perf_counter() - t_warm
+    if recorder is not None:
+        recorder.follow(pipeline.updates)
+
+    # The per-record checks, in merged order, of the lines not decoded as valid.
+    checks = {kind: validator(kind) for kind in INPUT_TOPICS}
+    valid = np.ones(total, dtype=np.bool_)
+    slow = sorted(
+        (int(merged.rank[merged.offsets[i] + pos]), record)
+        for i, b in enumerate(batches)
+        for pos, record in b.slow
+    )
+    events: list[tuple[tuple[int, int, int], str, str]] = []
+    slow_valid: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for g, record in slow:
+        kind = record.topic
+        try:
+            value = json.loads(record.value)
+            checks[kind](value)
+        except (ValueError, JsonSchemaValueException) as exc:
+            valid[g] = False
+            events.append(((g, 0, 0), "invalid", f"{kind} record at {record.timestamp}: {exc}"))
+            continue
+        slow_valid.setdefault(kind, []).append((g, value))
+    for i, b in enumerate(batches):
+        for seq, (before, kind, text) in enumerate(b.errors):
+            if before == 0:
+                key = (-1, i, seq)
+            else:
+                key = (int(merged.rank[merged.offsets[i] + before - 1]), 1, seq)
+            events.append((key, kind, text))
+    for _at, kind, text in sorted(events, key=lambda e: e[0]):
+        errors.add(kind, text)
+    stats.invalid = int(total - valid.sum())
+    stats.events = int(valid.sum())
+    if stats.events:
+        good = merged.timestamps[valid]
+        stats.first_ms, stats.last_ms = int(good[0]), int(good[-1])
+
+    # Columns of the windowed families, then one table in merged order.
+    cells = _Cells()
+    g_parts, t_parts, c_parts, upd_parts = [], [], [], []
+    count = 0
+    for family in WINDOWED:
+        fast: list[Any] = []
+        fast_g: list[np.ndarray] = []
+        for i, b in enumerate(batches):
+            if b.family == family and b.fast:
+                fast.extend(b.fast)
+                fast_g.append(merged.rank[merged.offsets[i] + b.fast_pos])
+        slow_rows = slow_valid.get(family, [])
+        if not fast and not slow_rows:
+            continue
+        gidx = np.concatenate([*fast_g, np.array([s[0] for s in slow_rows], dtype=np.int64)])
+        cols = _columns(family, fast, [s[1] for s in slow_rows])
+        rec, counter, amount = _updates(family, cols)
+        if family == "balances":
+            order = np.argsort(gidx, kind="stable")
+            (zr, zc, za), _exact = _balance_violations(
+                cols, order, pipeline.extractor.balances.capacity
+            )
+            rec, counter, amount = _cat([(rec, counter, amount), (zr, zc, za)])
+        g_parts.append(gidx)
+        t_parts.append(np.array(cols["event_time"], dtype=np.int64))
+        c_parts.append(cells.codes(family, cols))
+        upd_parts.append((rec + count, counter, amount))
+        count += len(gidx)
+    maintenance = sorted(slow_valid.get("maintenance", []), key=lambda m: m[0])
+
+    if count:
+        g_all = np.concatenate(g_parts)
+        perm = np.argsort(g_all, kind="stable")
+        where = np.empty(count, dtype=np.int64)
+        where[perm] = np.arange(count, dtype=np.int64)
+        g_all = g_all[perm]
+        t_all = np.concatenate(t_parts)[perm]
+        c_all = np.concatenate(c_parts)[perm]
+        u_rec, u_counter, u_amount = _cat(upd_parts)
+        late = columnar.late_mask(t_all, window_ms, lateness_ms)
+        width = max(len(f.counters) for f in FAMILIES.values())
+        wc = columnar.window_cells(
+            t_all, c_all, ~late, where[u_rec], u_counter, u_amount, window_ms, width
+        )
+        starts, first_row = np.unique(wc.window, return_index=True)
+        close_at = columnar.close_points(t_all, starts, window_ms, lateness_ms)
+        close_g = [int(g_all[c]) if c < count else total for c in close_at.tolist()]
+        bar = Progress("evaluate") if progress else None
+        _process(pipeline, cells, wc, starts, first_row, close_g, maintenance, bar)
+        n_late = int(late.sum())
+        pipeline.late = n_late
+        pipeline.counted = count - n_late
+        top = int(t_all.max())
+        pipeline.max_event_ms = top
+        pipeline.closed_until_ms = top - top % window_ms + window_ms
+        fam_of = np.array(cells.family, dtype=np.int64)[c_all]
+        for k, windows in enumerate(pipeline.windows.values()):
+            windows.closed_until_ms = pipeline.closed_until_ms
+            mine = t_all[(fam_of == k) & ~late]
+            windows.max_event_ms = int(mine.max()) if len(mine) else None
+    else:
+        for _g, value in maintenance:
+            pipeline.add("maintenance", value)
+    if recorder is not None:
+        recorder.finish()
+    stats.seconds = time.perf_counter() - t0
+    return pipeline, stats, errors
+
+
+def _process(
+    pipeline: OfflinePipeline,
+    cells: _Cells,
+    wc: columnar.WindowCells,
+    starts: np.ndarray,
+    first_row: np.ndarray,
+    close_g: list[int],
+    maintenance: list[tuple[int, dict[str, Any]]],
+    bar: Any,
+) -> None:
+    """Feed the engine the windows in order, maintenance declared where it arrived."""
+    window_ms = pipeline.window_ms
+    names = list(FAMILIES)
+    widths = [len(FAMILIES[n].counters) for n in names]
+    counts = wc.counts.tolist()
+    cell_rows = wc.cell.tolist()
+    keys, services, fam_of = cells.keys, cells.services, cells.family
+    bounds = [*first_row.tolist(), len(cell_rows)]
+    m = 0
+    for j, start in enumerate(starts.tolist()):
+        while m < len(maintenance) and maintenance[m][0] < close_g[j]:
+            pipeline.add("maintenance", maintenance[m][1])
+            m += 1
+        rows = range(bounds[j], bounds[j + 1])
+        present = sorted({fam_of[cell_rows[r]] for r in rows})
+        window = EngineWindow(start)
+        fams = [window.families.setdefault(names[f], {}) for f in present]
+        by_family = dict(zip(present, fams, strict=True))
+        for r in rows:
+            c = cell_rows[r]
+            f = fam_of[c]
+            by_service = by_family[f]
+            svc = by_service.get(services[c])
+            if svc is None:
+                svc = by_service[services[c]] = {}
+            svc[keys[c]] = counts[r][: widths[f]]
+        anomalies = pipeline.engine.process(window)
+        pipeline.updates.extend(pipeline.manager.process(start + window_ms, anomalies))
+        if bar is not None:
+            bar.update(j + 1)
+    while m < len(maintenance):
+        pipeline.add("maintenance", maintenance[m][1])
+        m += 1
+    if bar is not None:
+        bar.finish()
