@@ -6,22 +6,32 @@ the segment and the cause are right; then the false incidents per simulated day.
 is exactly::
 
     evaluate: detected=X/Y false_per_day=F median_delay_s=D cause_correct=C/Y events_per_s=R
+
+``--warm-start HISTORY`` first replays earlier traffic files through the same detection path
+(:func:`detectors.pipeline.warm_start`) so the detectors judge the first windows of the input
+against learned baselines; the history's incidents are not counted. ``--report DIR`` also writes
+a plot per labelled incident and per false incident, and ``DIR/index.md`` (see
+:mod:`streams.report`); without it, matplotlib is not even imported.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from faust.cli import AppCommand, option
 
+from detectors.engine import DetectionEngine
 from detectors.incidents import Incident
-from detectors.pipeline import OfflinePipeline
+from detectors.pipeline import OfflinePipeline, WarmStart
 from streams.app import app, settings
 from streams.errors import RadarError
 from streams.progress import Progress
@@ -29,6 +39,9 @@ from streams.replay import ErrorLog, file_records, merge_by_time
 from streams.schemas import validator
 from streams.settings import INPUT_TOPICS
 from streams.traffic import TrafficRecord, traffic_files
+
+if TYPE_CHECKING:
+    from streams.report import SeriesRecorder
 
 
 @dataclass(frozen=True)
@@ -137,19 +150,15 @@ def _records(source: Path, errors: ErrorLog) -> Iterator[TrafficRecord]:
     return merge_by_time(file_records(p, errors) for p in files)
 
 
-def run(source: Path, window_ms: int, lateness_ms: int, progress: bool = True) -> tuple[
-    OfflinePipeline, RunStats, ErrorLog
-]:  # fmt: skip
-    """Run the detection path over ``source``; nothing is sent anywhere."""
+def _validated(
+    records: Iterable[TrafficRecord], stats: RunStats, errors: ErrorLog
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(family, value)`` of the records that pass their topic's schema, as the worker's
+    ingest agent would accept them; the others are counted in ``stats`` and ``errors``."""
     from fastjsonschema import JsonSchemaValueException
 
-    pipeline = OfflinePipeline(window_ms, lateness_ms)
-    errors = ErrorLog()
-    stats = RunStats()
     checks = {kind: validator(kind) for kind in INPUT_TOPICS}
-    t0 = time.perf_counter()
-    bar = Progress("evaluate") if progress else None
-    for record in _records(source, errors):
+    for record in records:
         kind = record.topic
         try:
             value = json.loads(record.value)
@@ -162,10 +171,132 @@ def run(source: Path, window_ms: int, lateness_ms: int, progress: bool = True) -
         if stats.first_ms is None:
             stats.first_ms = record.timestamp
         stats.last_ms = record.timestamp
+        yield kind, value
+
+
+def utc(ms: int | None) -> str:
+    """``2025-10-19T08:00:00Z`` (seconds) for an epoch-ms event time; ``-`` for None."""
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class History:
+    """What ``--warm-start`` read and learned."""
+
+    source: Path
+    stats: RunStats
+    errors: ErrorLog
+    learned: WarmStart
+
+    def line(self) -> str:
+        w = self.learned
+        return (
+            f"warm start: learned {w.events} history events in {w.windows} windows from "
+            f"{utc(w.first_ms)} to {utc(w.last_ms)} ({self.source}; {self.stats.invalid} "
+            f"invalid, {w.late} late; {w.incidents} history incidents not counted)"
+        )
+
+
+class _Overlap(Exception):
+    def __init__(self, at_ms: int) -> None:
+        self.at_ms = at_ms
+
+
+def _last_timestamp(records: Iterable[TrafficRecord], last: int | None) -> int | None:
+    for record in records:
+        last = record.timestamp if last is None else max(last, record.timestamp)
+    return last
+
+
+def warm_from(
+    history: Path,
+    pipeline: OfflinePipeline,
+    input_source: Path,
+    input_first_ms: int | None,
+    input_rest: Iterable[TrafficRecord],
+) -> History:
+    """Pre-train ``pipeline`` on the traffic files of ``history`` (read and validated as the
+    input is). The history must end before the input starts (event time): otherwise a
+    :class:`RadarError` gives both time ranges. ``input_rest`` is only read for that message."""
+    errors = ErrorLog()
+    stats = RunStats()
+    records = _records(history, errors)
+
+    def before_input() -> Iterator[TrafficRecord]:
+        for record in records:
+            if input_first_ms is not None and record.timestamp >= input_first_ms:
+                raise _Overlap(record.timestamp)
+            yield record
+
+    t0 = time.perf_counter()
+    try:
+        learned = pipeline.warm_start(_validated(before_input(), stats, errors))
+    except _Overlap as overlap:
+        # An error path: read both to their ends, so the message gives the whole ranges.
+        first = overlap.at_ms if stats.first_ms is None else stats.first_ms
+        history_end = _last_timestamp(records, max(overlap.at_ms, stats.last_ms or 0))
+        input_end = _last_timestamp(input_rest, input_first_ms)
+        raise RadarError(
+            f"--warm-start history {history} runs from {utc(first)} to {utc(history_end)}, "
+            f"but the input {input_source} runs from {utc(input_first_ms)} to {utc(input_end)}: "
+            "the history must end before the input starts (event time). Give history that "
+            f"ends before {utc(input_first_ms)} (e.g. `python -m streams record --until ...` or "
+            "`simulate --start ... --days ...` for an earlier span), or an input that starts "
+            f"after {utc(history_end)}"
+        ) from None
+    stats.seconds = time.perf_counter() - t0
+    if learned.windows == 0:
+        raise RadarError(
+            f"--warm-start history {history} holds no valid event to learn from "
+            f"({stats.invalid} invalid records); give traffic files of the input topics "
+            f"({', '.join(INPUT_TOPICS)}) from before the input, or drop --warm-start"
+        )
+    return History(history, stats, errors, learned)
+
+
+def run(
+    source: Path,
+    window_ms: int,
+    lateness_ms: int,
+    progress: bool = True,
+    *,
+    warm_start: Path | None = None,
+    recorder: SeriesRecorder | None = None,
+    on_history: Callable[[History], None] | None = None,
+) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
+    """Run the detection path over ``source``; nothing is sent anywhere.
+
+    ``warm_start``: traffic files replayed first, to pre-train the detectors (they must end
+    before ``source`` starts); ``on_history(History)`` is called once that is done.
+    ``recorder``: the engine's observer, for ``--report`` (it also follows the incident
+    updates); None costs nothing.
+    """
+    engine = DetectionEngine(window_ms, observer=recorder)
+    pipeline = OfflinePipeline(window_ms, lateness_ms, engine=engine)
+    errors = ErrorLog()
+    stats = RunStats()
+    records = _records(source, errors)
+    if warm_start is not None:
+        head = next(records, None)
+        first_ms = head.timestamp if head is not None else None
+        if head is not None:
+            records = itertools.chain([head], records)
+        history = warm_from(warm_start, pipeline, source, first_ms, records)
+        if on_history is not None:
+            on_history(history)
+    if recorder is not None:
+        recorder.follow(pipeline.updates)
+    t0 = time.perf_counter()
+    bar = Progress("evaluate") if progress else None
+    for kind, value in _validated(records, stats, errors):
         pipeline.add(kind, value)
         if bar is not None and stats.events % 10_000 == 0:
             bar.update(stats.events)
     pipeline.finish()
+    if recorder is not None:
+        recorder.finish()
     if bar is not None:
         bar.finish()
     stats.seconds = time.perf_counter() - t0
@@ -187,26 +318,38 @@ def duplicates(matches: Sequence[Match], incidents: Sequence[Incident], window_m
     return out
 
 
+def false_incidents(
+    matches: Sequence[Match], incidents: Sequence[Incident], window_ms: int
+) -> list[Incident]:
+    """Incidents of no label (neither a label's first nor a duplicate), outside declared
+    maintenance: the false alarms."""
+    matched = {id(m.incident) for m in matches if m.incident is not None}
+    matched |= duplicates(matches, incidents, window_ms)
+    return [i for i in incidents if id(i) not in matched and i.maintenance is None]
+
+
+def label_line(m: Match) -> str:
+    """The report's line for one label: detected or missed, delay, segment and cause."""
+    lab = m.label
+    if m.incident is None:
+        where = ", ".join("/".join(f"{k}={v}" for k, v in s.items()) for s in lab.segments)
+        return f"  {lab.id:<12} {lab.cause:<32} MISSED    ({where})"
+    inc = m.incident
+    return (
+        f"  {lab.id:<12} {lab.cause:<32} detected after {m.delay_s:>6.0f} s; "
+        f"segment {'right' if m.segment_correct else 'WRONG'} "
+        f"({', '.join(s.label for s in inc.cause_segments()[:4])}); "
+        f"cause {'right' if m.cause_correct else 'WRONG'} ({inc.cause_class})"
+    )
+
+
 def report_lines(
     matches: Sequence[Match], incidents: Sequence[Incident], stats: RunStats, window_ms: int
 ) -> list[str]:
-    lines = []
+    lines = [label_line(m) for m in matches]
     matched = {id(m.incident) for m in matches if m.incident is not None}
     matched |= (dups := duplicates(matches, incidents, window_ms))
-    for m in matches:
-        lab = m.label
-        where = ", ".join("/".join(f"{k}={v}" for k, v in s.items()) for s in lab.segments)
-        if m.incident is None:
-            lines.append(f"  {lab.id:<12} {lab.cause:<32} MISSED    ({where})")
-            continue
-        inc = m.incident
-        lines.append(
-            f"  {lab.id:<12} {lab.cause:<32} detected after {m.delay_s:>6.0f} s; "
-            f"segment {'right' if m.segment_correct else 'WRONG'} "
-            f"({', '.join(s.label for s in inc.cause_segments()[:4])}); "
-            f"cause {'right' if m.cause_correct else 'WRONG'} ({inc.cause_class})"
-        )
-    false = [i for i in incidents if id(i) not in matched and i.maintenance is None]
+    false = false_incidents(matches, incidents, window_ms)
     excused = sum(1 for i in incidents if id(i) not in matched and i.maintenance is not None)
     lines.append(
         f"  false incidents: {len(false)} over {stats.days:.2f} simulated days "
@@ -241,7 +384,12 @@ def last_line(
 
 
 def evaluate_main(
-    input_dir: str, labels: str | None, window_seconds: float | None, progress: bool
+    input_dir: str,
+    labels: str | None,
+    window_seconds: float | None,
+    progress: bool,
+    report: str | None = None,
+    warm_start: str | None = None,
 ) -> int:
     source = Path(input_dir)
     label_path = Path(labels) if labels else None
@@ -251,10 +399,32 @@ def evaluate_main(
     if window_ms <= 0:
         raise RadarError(f"--window-seconds must be positive, got {window_seconds}")
     label_list = load_labels(label_path)
-    pipeline, stats, errors = run(source, window_ms, settings.lateness_ms, progress)
+    recorder = None
+    report_dir = None
+    if report is not None:
+        from streams.report import SeriesRecorder, prepare_report_dir
+
+        report_dir = prepare_report_dir(Path(report))  # before the run: fail fast
+        recorder = SeriesRecorder(label_list, window_ms)
+    summary: list[str] = []
+
+    def say(line: str) -> None:
+        summary.append(line)
+        print(line, flush=True)
+
+    def learned(history: History) -> None:
+        say(history.line())
+        for line in history.errors.lines():
+            print(f"  history: {line}", file=sys.stderr)
+
+    pipeline, stats, errors = run(
+        source, window_ms, settings.lateness_ms, progress,
+        warm_start=Path(warm_start) if warm_start is not None else None,
+        recorder=recorder, on_history=learned,
+    )  # fmt: skip
     incidents = pipeline.manager.incidents
     matches = match(label_list, incidents, window_ms)
-    print(
+    say(
         f"evaluated {stats.events} events ({stats.invalid} invalid, {pipeline.late} late) in "
         f"{stats.seconds:.1f} s; {len(incidents)} incidents; labels: "
         f"{label_path if label_path else 'none (every incident counts as false)'}"
@@ -262,8 +432,17 @@ def evaluate_main(
     for line in errors.lines():
         print(f"  {line}", file=sys.stderr)
     for line in report_lines(matches, incidents, stats, window_ms):
-        print(line)
-    print(last_line(matches, incidents, stats, window_ms), flush=True)
+        say(line)
+    last = last_line(matches, incidents, stats, window_ms)
+    if recorder is not None and report_dir is not None:
+        from streams.report import write_report
+
+        t0 = time.perf_counter()
+        written = write_report(
+            report_dir, recorder, matches, incidents, stats, window_ms, [*summary, last]
+        )
+        print(f"{written.summary()} in {time.perf_counter() - t0:.1f} s", flush=True)
+    print(last, flush=True)
     return 0
 
 
@@ -272,17 +451,28 @@ def evaluate_main(
     option("--labels", default=None, help="labels.json (default: INPUT/labels.json if there)."),
     option("--window-seconds", type=float, default=None, help="Window (default: the setting)."),
     option("--progress/--no-progress", default=True, help="Progress on stderr."),
-)
+    option(
+        "--report", default=None, metavar="DIR",
+        help="Also write a plot per labelled and per false incident, and DIR/index.md.",
+    ),
+    option(
+        "--warm-start", "warm_start", default=None, metavar="HISTORY",
+        help="Traffic files (directory or file) from before the input: replayed first so the "
+        "detectors start warm; their incidents are not counted.",
+    ),
+)  # fmt: skip
 async def evaluate(
     self: AppCommand,
     input_dir: str,
     labels: str | None,
     window_seconds: float | None,
     progress: bool,
+    report: str | None,
+    warm_start: str | None,
 ) -> None:
     """Run detection offline on traffic files and score it against labels."""
     try:
-        code = evaluate_main(input_dir, labels, window_seconds, progress)
+        code = evaluate_main(input_dir, labels, window_seconds, progress, report, warm_start)
     except RadarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

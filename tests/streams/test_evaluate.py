@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import struct
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,3 +109,141 @@ def test_evaluate_cli_missing_input_exits_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+# -- --report and --warm-start, on small synthetic login traffic ------------------------------
+
+MIN = 60_000
+HISTORY_START = 1_760_832_000_000  # 2025-10-19T00:00Z
+INPUT_START = HISTORY_START + 120 * MIN
+
+
+def write_logins(
+    out: Path, start: int, minutes: int, outages: list[tuple[int, int]], seed: int
+) -> tuple[int, int]:
+    """Login attempts at service wallet (regions north and south, about 3 a second, 2 % failing)
+    as a traffic file in ``out``; during ``outages`` 90 % of the north's fail. Returns the first
+    and last event time."""
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    t, end, n, times = float(start), start + minutes * MIN, 0, []
+    with (out / "logins.jsonl").open("w") as f:
+        while (t := t + rng.expovariate(3.0) * 1000) < end:
+            ms, region = int(t), rng.choice(["north", "south"])
+            broken = region == "north" and any(a <= ms < b for a, b in outages)
+            n += 1
+            ok = rng.random() > (0.9 if broken else 0.02)
+            value = {
+                "event_id": f"e{seed}-{n}",
+                "event_time": ms,
+                "service": "wallet",
+                "region": region,
+                "outcome": "success" if ok else "failure",
+            }
+            record = {"topic": "logins", "key": f"wallet|{region}", "timestamp": ms, "value": value}
+            f.write(json.dumps(record) + "\n")
+            times.append(ms)
+    return times[0], times[-1]
+
+
+@pytest.fixture(scope="module")
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """History: 90 minutes with an outage of the north at 01:00; input: 02:00 to 04:00 with two
+    outages of the north, at 03:00 (labelled) and 03:35 (not labelled: a false incident)."""
+    root = tmp_path_factory.mktemp("traffic")
+    h0 = HISTORY_START
+    history = write_logins(root / "history", h0, 90, [(h0 + 60 * MIN, h0 + 70 * MIN)], seed=1)
+    s = INPUT_START
+    outages = [(s + 60 * MIN, s + 70 * MIN), (s + 95 * MIN, s + 105 * MIN)]
+    span = write_logins(root / "input", s, 120, outages, seed=2)
+    label = {
+        "id": "L1",
+        "scenario": "synthetic",
+        "start": s + 60 * MIN,
+        "end": s + 70 * MIN,
+        "segments": [{"service": "wallet", "region": "north"}],
+        "cause": "login_outage",
+    }
+    (root / "input" / "labels.json").write_text(json.dumps([label]))
+    return {"root": root, "history": history, "input": span}
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _evaluate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams", "evaluate", "--no-progress", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path}: not a PNG"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_evaluate_report_and_warm_start(traffic: dict[str, Any]) -> None:
+    root = traffic["root"]
+    alone = _evaluate("--input", str(root / "history"))
+    assert alone.returncode == 0, alone.stderr
+    assert "; 1 incidents; labels: none" in alone.stdout  # the history's own outage
+    report = root / "report" / "nested"
+    result = _evaluate("--input", str(root / "input"), "--warm-start", str(root / "history"),
+                       "--report", str(report))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    first, last = traffic["history"]
+    events = len((root / "history" / "logins.jsonl").read_text().splitlines())
+    assert lines[0].startswith(
+        f"warm start: learned {events} "
+        f"history events in 540 windows from {_utc(first)} to {_utc(last)} ("
+    )
+    assert lines[0].endswith("1 history incidents not counted)")
+    # The input's two outages only: the history's incident is neither listed nor counted.
+    assert "; 2 incidents; labels:" in lines[1]
+    assert "false incidents: 1 over" in result.stdout
+    assert LAST.match(lines[-1]) and "detected=1/1 " in lines[-1]
+    assert f"report: 2 plots and index.md in {report} (" in result.stdout
+    pngs = sorted(report.glob("*.png"))
+    assert [p.name.split("-")[0] for p in pngs] == ["false", "label"]
+    for png in pngs:
+        width, height = _png_size(png)
+        assert width >= 800 and height >= 250 and png.stat().st_size > 20_000
+    index = (report / "index.md").read_text()
+    for png in pngs:
+        assert f"]({png.name})" in index
+    assert "detected after" in index and lines[0] in index and lines[-1] in index
+
+
+def test_evaluate_report_dir_that_is_a_file_exits_2_before_the_run(
+    traffic: dict[str, Any], tmp_path: Path
+) -> None:
+    file = tmp_path / "report.md"
+    file.write_text("not a directory")
+    result = _evaluate("--input", str(traffic["root"] / "input"), "--report", str(file))
+    assert result.returncode == 2
+    assert f"--report {file} is an existing file, not a directory" in result.stderr
+    assert "evaluated" not in result.stdout  # failed fast, before the run
+    result = _evaluate("--input", str(traffic["root"] / "input"), "--report", str(file / "x"))
+    assert result.returncode == 2
+    assert f"--report {file / 'x'} cannot be used as the report directory" in result.stderr
+
+
+def test_evaluate_warm_start_overlapping_the_input_exits_2_with_both_ranges(
+    traffic: dict[str, Any], tmp_path: Path
+) -> None:
+    late = write_logins(tmp_path / "late", INPUT_START - 30 * MIN, 60, [], seed=3)
+    result = _evaluate(
+        "--input", str(traffic["root"] / "input"), "--warm-start", str(tmp_path / "late")
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    first, last = traffic["input"]
+    assert (
+        f"--warm-start history {tmp_path / 'late'} runs from {_utc(late[0])} to {_utc(late[1])}, "
+        f"but the input {traffic['root'] / 'input'} runs from {_utc(first)} to {_utc(last)}"
+    ) in result.stderr
+    assert "the history must end before the input starts" in result.stderr
