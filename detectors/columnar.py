@@ -155,19 +155,25 @@ def window_cells(
 
 
 def zero_reads(
-    account: IntArray, is_read: BoolArray, has_balance: BoolArray, balance: FloatArray
+    account: IntArray,
+    is_read: BoolArray,
+    is_change: BoolArray,
+    has_balance: BoolArray,
+    balance: FloatArray,
 ) -> BoolArray:
     """Reads of 0 by an account whose last known balance is positive (arrival order).
 
     :class:`~detectors.signals.AccountBalances` remembers the balance of every read and of
-    every change that carries one, except a faulty read (0 while the known balance is
-    positive). A read of 0 never changes whether the known balance is positive (it is
-    skipped when it is, and remembered as 0 when it is not), so the balance a read of 0 is
-    judged against is that of the account's last change with a balance or read of a non-zero
-    balance. Exact while no account is forgotten (fewer accounts than the capacity).
+    every change that carries one (never of a bank-link event), except a faulty read (0
+    while the known balance is positive). A read of 0 never changes whether the known
+    balance is positive (it is skipped when it is, and remembered as 0 when it is not), so
+    the balance a read of 0 is judged against is that of the account's last change with a
+    balance or read of a non-zero balance. Exact while no account is forgotten (fewer
+    accounts than the capacity).
 
     >>> zero_reads(np.array([1, 1, 1, 2, 1, 1]),
     ...            np.array([True, True, True, True, False, True]),
+    ...            np.array([False, False, False, False, True, False]),
     ...            np.array([True, True, True, True, True, True]),
     ...            np.array([5.0, 0.0, 0.0, 0.0, 0.0, 0.0])).tolist()
     [False, True, True, False, False, False]
@@ -178,7 +184,7 @@ def zero_reads(
         return out
     with np.errstate(invalid="ignore"):
         zero = is_read & has_balance & (balance == 0)
-        setting = has_balance & ~zero
+        setting = has_balance & ~zero & (is_read | is_change)
     order = np.lexsort((np.arange(n), account))
     acc = np.asarray(account)[order]
     pos = np.arange(n)

@@ -489,12 +489,13 @@ def _balance_violations(
     if len(table) <= capacity:
         kinds, balances = cols["kind"], cols["balance"]
         is_read = np.array([kinds[i] == "read" for i in order], dtype=np.bool_)
+        is_change = np.array([kinds[i] == "change" for i in order], dtype=np.bool_)
         has = np.array([_present(balances[i]) for i in order], dtype=np.bool_)
         value = np.array(
             [float(balances[i]) if _present(balances[i]) else 0.0 for i in order],
             dtype=np.float64,
         )
-        hit = columnar.zero_reads(account, is_read, has, value)
+        hit = columnar.zero_reads(account, is_read, is_change, has, value)
         return _part(order[hit], _BAL["zero_unexplained"], 1), True
     state = AccountBalances(capacity)
     where: list[int] = []

@@ -1,0 +1,300 @@
+"""The fast path of ``evaluate`` (streams.fastload) against the per-record path of
+``streams.evaluate.run``: the same windows (every count, in the same dict order), the same
+incidents and updates, the same stats, pipeline counters and errors, on simulated traffic and
+on hand-made files full of bad and unusual records."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import heapq
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors.engine import DetectionEngine, EngineWindow
+from detectors.signals import Extractor
+from simulator import build_plan
+from simulator import simulate as generate
+from streams.evaluate import run
+from streams.fastload import FileBatch, load_file, merge_order, run_fast
+
+W, LATE = 10_000, 5_000
+
+
+def _nested(d: Any) -> Any:
+    """Dicts as lists of items (so that insertion order is compared too)."""
+    if isinstance(d, dict):
+        return [(k, _nested(v)) for k, v in d.items()]
+    return d
+
+
+def _capture(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    seen: list[Any] = []
+    original = DetectionEngine.process
+
+    def process(self: DetectionEngine, window: EngineWindow) -> Any:
+        seen.append((window.start_ms, _nested(copy.deepcopy(window.families))))
+        return original(self, window)
+
+    monkeypatch.setattr(DetectionEngine, "process", process)
+    return seen
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    pipeline, stats, errors = result
+    return {
+        "incidents": [
+            (i.key, i.opened_at_ms, i.resolved_at_ms, i.cause_class, i.cause, i.maintenance,
+             sorted(i.signals), [s.label for s in i.segments])
+            for i in pipeline.manager.incidents
+        ],
+        "updates": [
+            (u.action, u.incident.key, u.at_ms, u.severity,
+             [(a.action, a.signal.name, a.segment.label, a.window_start_ms) for a in u.anomalies])
+            for u in pipeline.updates
+        ],
+        "stats": (stats.events, stats.invalid, stats.first_ms, stats.last_ms),
+        "pipeline": (pipeline.late, pipeline.counted, pipeline.max_event_ms,
+                     pipeline.closed_until_ms, pipeline.engine.windows_seen),
+        "families": [(w.closed_until_ms, w.max_event_ms) for w in pipeline.windows.values()],
+        "maintenance": pipeline.manager.maintenance,
+        "errors": (dict(errors.counts), errors.examples),
+    }  # fmt: skip
+
+
+def _both(source: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Any, Any]:
+    seen = _capture(monkeypatch)
+    slow = _summary(run(source, W, LATE, progress=False))
+    slow_windows = list(seen)
+    seen.clear()
+    fast = _summary(run_fast(source, W, LATE, progress=False))
+    return slow, fast, slow_windows, list(seen)
+
+
+def _assert_same(source: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    slow, fast, slow_windows, fast_windows = _both(source, monkeypatch)
+    assert len(fast_windows) == len(slow_windows)
+    for a, b in zip(slow_windows, fast_windows, strict=True):
+        assert a == b, f"window {a[0]} differs"
+    for key in slow:
+        assert fast[key] == slow[key], key
+    return slow
+
+
+@pytest.mark.parametrize(
+    ("scenario", "rate", "days", "onset", "minutes"),
+    [("momo", 8.0, 0.06, 0.5, 30.0), ("qiwi", 15.0, 0.05, 0.5, 30.0), ("io", 5.0, 0.06, 0.5, 30.0)],
+)
+def test_simulated_traffic_same_windows_and_incidents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, rate: float, days: float,
+    onset: float, minutes: float,
+) -> None:  # fmt: skip
+    plan = build_plan(
+        scenario=scenario, seed=3, days=days, rate=rate, onset_hour=onset,
+        duration_minutes=minutes,
+    )  # fmt: skip
+    generate(plan, tmp_path, compress=scenario == "qiwi")
+    slow = _assert_same(tmp_path, monkeypatch)
+    assert slow["stats"][0] > 1000 and slow["pipeline"][4] > 100
+    assert slow["incidents"], "the scenario should raise at least one incident"
+    # and it was the fast path: every line of a windowed family decoded as a struct
+    for path in tmp_path.iterdir():
+        if path.name.startswith(("transactions", "balances", "requests")):
+            batch = load_file(path)
+            assert len(batch.fast) == len(batch.timestamps) > 0 and not batch.slow
+
+
+def _line(topic: str, value: Any, ts: int | None = None, key: str | None = "k") -> str:
+    stamp = value["event_time"] if ts is None else ts
+    line = {"topic": topic, "key": key, "timestamp": stamp, "value": value}
+    return json.dumps(line, ensure_ascii=False)
+
+
+def _edge_files(directory: Path) -> None:
+    """A calm hour, then every kind of bad or unusual record put into it."""
+    plan = build_plan(scenario="calm", seed=5, days=0.05, rate=10.0)
+    generate(plan, directory)
+    t0 = plan.start
+
+    def lines(topic: str) -> list[str]:
+        return (directory / f"{topic}.jsonl").read_text().splitlines()
+
+    def txn(t: int, **over: Any) -> dict[str, Any]:
+        v = {"event_id": f"x{t}", "event_time": t, "service": "wallet", "type": "payment",
+             "status": "success", "region": "north", "channel": "app", "partner_bank": "ACB",
+             "latency_ms": 1500, "amount": 10, "currency": "VND"}  # fmt: skip
+        v.update(over)
+        return {k: x for k, x in v.items() if x is not ...}
+
+    tx = lines("transactions")
+    mid = len(tx) // 2
+    t_mid = json.loads(tx[mid])["timestamp"]
+    valid_b64 = base64.b64encode(json.dumps(txn(t_mid + 2)).encode()).decode()
+    extra = [
+        "this is not json",
+        "",
+        "   ",
+        json.dumps([1, 2]),
+        _line("transactions", txn(t_mid, event_time=str(t_mid))),  # wrong type
+        _line("transactions", txn(t_mid, status="lost")),  # unknown enum
+        _line("transactions", txn(t_mid, surprise={"a": [1, 2]}, note="extra")),  # extra: valid
+        _line("transactions", txn(t_mid, latency_ms=None)),  # null not allowed
+        _line("transactions", txn(t_mid, partner_bank=None)),  # null allowed
+        _line("transactions", txn(t_mid, partner_bank=...)),  # missing
+        _line("transactions", txn(t_mid, status="completed_late", latency_ms=12_345.5)),
+        _line("transactions", txn(t_mid, status="completed_late", latency_ms=...)),
+        _line("transactions", txn(t_mid, currency="vnd")),  # pattern
+        _line("transactions", txn(t_mid, amount=-1)),  # minimum
+        _line("transactions", txn(t_mid, region="")),  # minLength
+        _line("transactions", txn(t_mid, region="n\u00f6rd\u00e9")),  # non-ASCII, as is
+        json.dumps({"topic": "transactions", "key": "k", "timestamp": t_mid,
+                    "value": txn(t_mid, region="s\u00fcd")}),  # escaped: per-record path
+        _line("transactions", txn(t_mid, event_time=float(t_mid))),  # integer as 1.0
+        _line("transactions", txn(t_mid, event_time=True)),
+        _line("transactions", txn(t_mid, event_time=123)),  # below minimum
+        json.dumps({"topic": "transactions", "key": "k", "timestamp": t_mid + 2,
+                    "value_b64": valid_b64}),
+        json.dumps({"topic": "transactions", "key": None, "timestamp": t_mid + 3,
+                    "value_b64": base64.b64encode(b"\xff\x00 not json").decode()}),
+        json.dumps({"topic": "transactions", "key_b64": "AAE=", "timestamp": t_mid + 4,
+                    "value": txn(t_mid + 4)}),
+        json.dumps({"topic": "transactions", "key_b64": "!!", "timestamp": t_mid,
+                    "value": txn(t_mid)}),  # bad base64: bad line
+        json.dumps({"topic": "transactions", "key": 5, "timestamp": t_mid, "value": txn(t_mid)}),
+        json.dumps({"topic": "transactions", "timestamp": -1, "value": txn(t_mid)}),
+        json.dumps({"topic": "transactions", "timestamp": t_mid}),  # no value
+        json.dumps({"topic": "transactions", "key": "k", "timestamp": t_mid, "value": txn(t_mid),
+                    "partition": 3}),  # unknown top-level field
+        _line("logins", {"event_id": "l1", "event_time": t_mid, "service": "wallet",
+                         "region": "north", "outcome": "failure", "reason": "network"}),
+        '{"topic":"transactions","key":"k","timestamp":T,"value":{"event_id":"d",'
+        '"event_time":T,"service":"wallet","type":"payment","status":"failed","region":"a",'
+        '"region":"b","channel":"app"}}'.replace("T", str(t_mid)),  # duplicate key: last wins
+        '{"topic":"transactions","key":"k","timestamp":T,"value":{"event_id":"n",'
+        '"event_time":T,"service":"wallet","type":"payment","status":"failed","region":"a",'
+        '"channel":"app","score":NaN}}'.replace("T", str(t_mid)),  # NaN: Python's json reads it
+        _line("transactions", txn(t_mid - 120_000)),  # late
+        _line("transactions", txn(t_mid - 9_000)),  # maybe late
+        _line("transactions", txn(t_mid + 10), ts=t_mid - 50_000),  # timestamp != event_time
+        _line("transactions", txn(t_mid, service="other", channel="ussd")),
+    ]  # fmt: skip
+    tx[mid:mid] = extra
+    body = ("\n".join(tx) + "\n").encode()
+    body += b'{"topic":"transactions","key":"k","timestamp":1,"value":{"a":"\xff"}}\n'
+    body += (_line("transactions", txn(t_mid + 20)) + "\r\n").encode()
+    body += _line("transactions", txn(t_mid + 30)).encode()  # no final newline
+    (directory / "transactions.jsonl").write_bytes(body)
+
+    # logins: unsorted (blocks moved), and gzip
+    lg = lines("logins")
+    random.Random(1).shuffle(lg[100:130])
+    lg[10], lg[400] = lg[400], lg[10]
+    (directory / "logins.jsonl").unlink()
+    with gzip.open(directory / "logins.jsonl.gz", "wt") as f:
+        f.write("\n".join(lg) + "\n")
+
+    # balances: zero reads after a funded state, an unknown account, link removals
+    bal = lines("balances")
+    tb = json.loads(bal[len(bal) // 3])["timestamp"]
+
+    def b(t: int, kind: str, account: str, **more: Any) -> str:
+        v = {"event_id": f"b{t}", "event_time": t, "service": "wallet", "kind": kind,
+             "account_id": account, **more}  # fmt: skip
+        return _line("balances", v)
+
+    more = [
+        b(tb, "change", "zz1", balance=500, region="north"),
+        b(tb + 1, "read", "zz1", balance=0, region="north"),
+        b(tb + 2, "read", "zz1", balance=0.0, region="north"),
+        b(tb + 3, "read", "zz2", balance=0),
+        b(tb + 4, "change", "zz2", balance=-5),
+        b(tb + 5, "read", "zz2", balance=0),
+        b(tb + 6, "read", "zz1"),
+        b(tb + 7, "bank_link_removed", "zz1", initiated_by="system", region="south"),
+        b(tb + 8, "bank_link_removed", "zz1", initiated_by="user", region="south"),
+        b(tb + 9, "bank_link_removed", "zz3"),
+        b(tb + 10, "bank_link_added", "zz3", initiated_by="bank"),
+        b(tb + 10, "bank_link_added", "zz5", balance=9),  # a link event's balance is not kept
+        b(tb + 10, "read", "zz5", balance=0),
+        b(tb + 11, "read", "zz1", balance=1e13),  # out of range: invalid
+        b(tb + 12, "read", "zz4", balance=7),
+        b(tb - 200_000, "read", "zz4", balance=0),  # late, but still judged and remembered
+        b(tb + 13, "read", "zz4", balance=0),
+    ]
+    i = len(bal) // 3
+    bal[i:i] = more
+    (directory / "balances.jsonl").write_text("\n".join(bal) + "\n")
+
+    # requests: zero requests, errors above requests, null downstream errors (invalid)
+    rq = lines("requests")
+    tr = json.loads(rq[len(rq) // 2])["timestamp"]
+
+    def r(t: int, **more: Any) -> str:
+        v = {"event_id": f"r{t}", "event_time": t, "service": "wallet", "section": "home",
+             "requests": 0, "errors": 0, **more}  # fmt: skip
+        return _line("requests", v)
+
+    j = len(rq) // 2
+    rq[j:j] = [r(tr, section="ghost"), r(tr, requests=3, errors=9, downstream_errors=2),
+               r(tr, downstream_errors=None), r(tr, requests=2**70)]  # fmt: skip
+    (directory / "requests.jsonl").write_text("\n".join(rq) + "\n")
+
+    # maintenance: a declaration, a cancellation; feedback; complaints truncated gzip
+    m = {"service": "wallet", "start_time": t0, "end_time": t0 + 3_600_000}
+    (directory / "maintenance.jsonl").write_text(
+        _line("maintenance", {"event_id": "m1", "event_time": t0 + 60_000, **m}) + "\n"
+        + _line("maintenance", {"event_id": "m2", "event_time": t0 + 90_000, "description": "d",
+                                **m}) + "\n"
+        + _line("maintenance", {"event_id": "m3", "event_time": t0 + 1_200_000,
+                                "description": "d", "status": "cancelled", **m}) + "\n"
+        + _line("maintenance", {"event_id": "m4", "event_time": t0 + 100, "service": "x"}) + "\n"
+    )  # fmt: skip
+    cp = (directory / "complaints.jsonl").read_bytes()
+    (directory / "complaints.jsonl").unlink()
+    packed = gzip.compress(cp)
+    (directory / "complaints.jsonl.gz").write_bytes(packed[: len(packed) * 2 // 3])
+
+
+def test_bad_and_unusual_records_same_as_per_record_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _edge_files(tmp_path)
+    slow = _assert_same(tmp_path, monkeypatch)
+    counts = slow["errors"][0]
+    assert counts["bad line"] >= 5 and counts["invalid"] >= 8 and counts["unreadable file"] == 1
+    assert counts["not UTF-8"] == 1
+    assert slow["pipeline"][0] >= 2  # late records
+    assert slow["maintenance"]
+
+
+def test_balances_beyond_capacity_replayed_record_by_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Extractor.__init__, "__defaults__", (40,))
+    _edge_files(tmp_path)
+    _assert_same(tmp_path, monkeypatch)
+
+
+def test_merge_order_is_heapq_merge_of_unsorted_files() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        files = [
+            [rng.randrange(20) for _ in range(rng.randrange(0, 12))]
+            for _ in range(rng.randrange(1, 5))
+        ]
+        tagged = [[(t, f, i) for i, t in enumerate(ts)] for f, ts in enumerate(files)]
+        expected = [(f, i) for _t, f, i in heapq.merge(*tagged, key=lambda x: x[0])]
+        batches = [FileBatch(Path(str(f)), "x", np.array(ts, dtype=np.int64))
+                   for f, ts in enumerate(files)]  # fmt: skip
+        m = merge_order(batches)
+        got: list[tuple[int, int]] = [(0, 0)] * len(expected)
+        for f, ts in enumerate(files):
+            for i in range(len(ts)):
+                got[int(m.rank[m.offsets[f] + i])] = (f, i)
+        assert got == expected
