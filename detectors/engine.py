@@ -410,6 +410,10 @@ class DetectionEngine:
         #: their sends, which makes single windows far noisier than their sum).
         self.pooled_detectors: dict[tuple[str, Segment], Any] = {}
         self.lifecycles: dict[tuple[str, Segment], IncidentLifecycle] = {}
+        #: Open rate anomalies: the rate they opened with, and their recent windows' counts
+        #: (the evidence of recovery, see ``_recovered``).
+        self.open_level: dict[tuple[str, Segment], float] = {}
+        self.recovery: dict[tuple[str, Segment], deque[Counts]] = {}
         #: Segments seen so far per (zero-fill signal, service): fed 0 when they send nothing.
         self.known: dict[tuple[str, str], set[Segment]] = {}
         #: Feedback: extra anomalous windows needed to open, and what changed, per member.
@@ -516,12 +520,21 @@ class DetectionEngine:
             if pooled_counts and key in self.extra_windows:  # stricter after a false alarm
                 pooled_counts = det.warm and score[seg] >= self.normal_score
             anomalous = seg in roots or pooled_counts
+            if life.is_open and key in self.open_level:
+                normal = self._recovered(signal, key, det, rollups[seg].counts, anomalous, t)
             tr = life.update(end, anomalous=anomalous, normal=normal and not anomalous)
             if tr is not None:  # evidence (with bounds) only for what is reported
                 if tr.action == "open" and seg not in roots:
                     shown = self.pooled_detector(signal, seg).explain(pevidence[seg])
+                    opening_x = pevidence[seg]
                 else:
                     shown = det.explain(x_now)
+                    opening_x = x_now
+                if tr.action == "open" and signal.pooled and opening_x.get("trials"):
+                    self.open_level[key] = opening_x["successes"] / opening_x["trials"]
+                else:
+                    self.open_level.pop(key, None)
+                    self.recovery.pop(key, None)
             if seg not in flagged and seg not in pflagged:  # an outage is not learned
                 det.learn_one(x_now)
             if tr is not None and tr.action == "resolve" and signal.pooled:
@@ -534,6 +547,62 @@ class DetectionEngine:
                             tr.windows_open, self.notes.get(key, ""))
                 )  # fmt: skip
         return out
+
+    def _recovered(
+        self,
+        signal: Signal,
+        key: tuple[str, Segment],
+        det: Any,
+        counts: Counts,
+        anomalous: bool,
+        t: int,
+    ) -> bool:
+        """Whether an open rate anomaly is clearly over, judged on the most recent windows that
+        hold enough evidence to tell (not on this window alone: a window with 0 or 2 trials
+        says nothing about a recovery).
+
+        Walking back from this window, windows are added up until their trials are enough that
+        the outage, had it gone on at the rate it opened with, would have been flagged on them
+        (the detector's own rule decides). Those recent windows are clearly normal when their
+        rate is not flagged and scores below ``normal_score``. Without enough evidence within
+        ``2 * pool_ms`` the window is grey: the incident stays open.
+
+        >>> from detectors.rates import SuccessRateDrop
+        >>> eng = DetectionEngine(10_000)
+        >>> sig = next(s for s in eng.signals if s.name == "logins.success_rate")
+        >>> det = SuccessRateDrop()
+        >>> for _ in range(50):
+        ...     det.learn_one({"successes": 95, "trials": 100})
+        >>> key = (sig.name, Segment("wallet"))
+        >>> eng.open_level[key] = 0.2  # opened at a 20 % login success rate
+        >>> # login counters: success, failure, forced logout
+        >>> eng._recovered(sig, key, det, [0, 0, 0], False, 0)  # no login at all: no evidence
+        False
+        >>> eng._recovered(sig, key, det, [2, 0, 0], False, 0)  # 2 successes: not enough yet
+        False
+        >>> eng._recovered(sig, key, det, [20, 1, 0], False, 0)  # 22 of 23 recently: recovered
+        True
+        >>> eng._recovered(sig, key, det, [1, 9, 0], False, 0)  # 1 of 10 now: not over
+        False
+        """
+        recent = self.recovery.get(key)
+        if recent is None:
+            recent = self.recovery[key] = deque(maxlen=max(1, 2 * self.pool_ms // self.window_ms))
+        recent.append(list(counts))
+        if anomalous or not det.warm:
+            return False
+        total = [0] * len(counts)
+        for window in reversed(recent):
+            for i, v in enumerate(window):
+                total[i] += v
+            x = signal.x(total, t)
+            trials = x.get("trials", 0)
+            if trials <= 0:
+                continue
+            outage = {"successes": round(self.open_level[key] * trials), "trials": trials}
+            if det.is_anomalous(outage):  # enough to tell the outage from a recovery
+                return not det.is_anomalous(x) and det.score_one(x) < self.normal_score
+        return False
 
     def _lifecycle(self, member: tuple[str, Segment]) -> IncidentLifecycle:
         return IncidentLifecycle(
@@ -604,6 +673,8 @@ class DetectionEngine:
         for member in members:
             if member in self.lifecycles:
                 self.lifecycles[member] = self._lifecycle(member)
+            self.open_level.pop(member, None)
+            self.recovery.pop(member, None)
         services = {(name, seg.service) for name, seg in members}
         for pool_key in services:
             self.pools.pop(pool_key, None)

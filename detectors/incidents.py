@@ -173,15 +173,28 @@ class IncidentManager:
     correlate_ms
         An anomaly on another service joins an incident that opened at most this long before
         it (default 5 minutes): outages of several products start together.
+        An anomaly of the same signal at the same partner bank, region, operator or section
+        as an open incident's joins it whenever it starts, on any service: one operator
+        failing reaches each product's codes at its own pace.
     context_ms
         A context anomaly (a request surge) that opened at most this long before an incident
         of its service joins it, even if it has ended: the surge that came first explains the
         overload that follows (default 30 minutes).
+    reopen_ms
+        An anomaly that would open a new incident less than this long after an incident it
+        belongs with (same service) resolved reopens that incident instead: same key, so the
+        same dedup key on the wire (default 10 minutes).
     """
 
-    def __init__(self, correlate_ms: int = 5 * 60_000, context_ms: int = 30 * 60_000) -> None:
+    def __init__(
+        self,
+        correlate_ms: int = 5 * 60_000,
+        context_ms: int = 30 * 60_000,
+        reopen_ms: int = 10 * 60_000,
+    ) -> None:
         self.correlate_ms = correlate_ms
         self.context_ms = context_ms
+        self.reopen_ms = reopen_ms
         self.open: list[Incident] = []
         self.closed: list[Incident] = []
         self._member_of: dict[tuple[str, Segment], Incident] = {}
@@ -236,6 +249,19 @@ class IncidentManager:
         self.closed.append(inc)
         return IncidentUpdate("resolve", inc, at_ms, ())
 
+    def _reopen(self, a: Anomaly, at_ms: int) -> Incident | None:
+        """The incident of ``a``'s service resolved less than ``reopen_ms`` ago, reopened."""
+        for inc in reversed(self.closed):
+            resolved = inc.resolved_at_ms
+            if resolved is None or at_ms - resolved >= self.reopen_ms:
+                continue
+            if a.segment.service in inc.services and inc.cause_class != "detector_blind":
+                self.closed.remove(inc)
+                inc.resolved_at_ms = None
+                self.open.append(inc)
+                return inc
+        return None
+
     @property
     def incidents(self) -> list[Incident]:
         return sorted([*self.closed, *self.open], key=lambda i: (i.opened_at_ms, i.key))
@@ -256,6 +282,8 @@ class IncidentManager:
                     self._context[member] = a  # waits for an incident to give it meaning
                     self._context_open.add(member)
                     continue
+                if inc is None and a.signal.primary:
+                    inc = self._reopen(a, window_end_ms)
                 if inc is None:
                     inc = Incident(key=f"{a.segment.service}/{a.opened_at_ms}",
                                    opened_at_ms=a.opened_at_ms)  # fmt: skip
@@ -300,6 +328,15 @@ class IncidentManager:
         for inc in self.open:
             if a.segment.service in inc.services:
                 return inc
+        if a.segment.dimension is not None:
+            for inc in self.open:
+                if any(
+                    b.signal.name == a.signal.name
+                    and (b.segment.dimension, b.segment.value)
+                    == (a.segment.dimension, a.segment.value)
+                    for b in inc.anomalies
+                ):
+                    return inc
         for inc in self.open:
             if 0 <= a.opened_at_ms - inc.opened_at_ms <= self.correlate_ms:
                 return inc

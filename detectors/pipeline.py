@@ -203,6 +203,8 @@ def warm_start(
         engine.observer = observer
     # Episodes end with the history; learned baselines stay.
     engine.lifecycles.clear()
+    engine.open_level.clear()
+    engine.recovery.clear()
     engine.pools.clear()
     if manager is not None:
         for service, windows in replay.manager.maintenance.items():

@@ -186,6 +186,67 @@ def test_correlation_joins_same_service_and_simultaneous_services_only() -> None
     assert incidents[1].services == {"food"}
 
 
+def test_the_same_operator_failing_on_another_service_later_joins_the_open_incident() -> None:
+    manager = IncidentManager(correlate_ms=5 * 60_000)
+    food = Segment("food", "operator", "mobifone")
+    manager.process(T0, [_anomaly("otp.delivery_ratio", food)])
+    later = T0 + 9 * 60_000  # beyond correlate_ms: joins only through the operator
+    wallet = Segment("wallet", "operator", "mobifone")
+    updates = manager.process(later, [_anomaly("otp.delivery_ratio", wallet, later)])
+    assert [u.action for u in updates] == ["update"]
+    # Another operator, or the same value on another signal, is another incident.
+    other = Segment("wallet", "operator", "viettel")
+    manager.process(later, [_anomaly("otp.delivery_ratio", other, later)])
+    bank = Segment("pay", "partner_bank", "mobifone")
+    manager.process(later, [_anomaly("transactions.success_rate", bank, later)])
+    assert [sorted(i.services) for i in manager.incidents] == [["food", "wallet"], ["pay"]]
+
+
+def test_an_incident_reopened_soon_after_its_resolve_keeps_its_key() -> None:
+    manager = IncidentManager(reopen_ms=10 * 60_000)
+    bank = Segment("wallet", "partner_bank", "TCB")
+    (opened,) = manager.process(T0, [_anomaly("transactions.success_rate", bank)])
+
+    def resolve(at: int) -> list[str]:
+        a = _anomaly("transactions.success_rate", bank, at)
+        gone = Anomaly("resolve", a.signal, bank, a.opened_at_ms, at - W, at, a.evidence, 1)
+        return [u.action for u in manager.process(at, [gone])]
+
+    assert resolve(T0 + 60_000) == ["resolve"]
+    again = T0 + 5 * 60_000
+    (reopened,) = manager.process(again, [_anomaly("transactions.success_rate", bank, again)])
+    assert (reopened.action, reopened.incident.key) == ("open", opened.incident.key)
+    assert reopened.incident.resolved_at_ms is None
+    assert resolve(again + 60_000) == ["resolve"]
+    late = again + 60_000 + 10 * 60_000  # reopen_ms after the resolve: a new incident
+    (new,) = manager.process(late, [_anomaly("transactions.success_rate", bank, late)])
+    assert new.incident.key != opened.incident.key
+    assert len(manager.incidents) == 2
+
+
+def test_a_quiet_rate_outage_stays_open_through_windows_without_trials() -> None:
+    # About 1 login per window: windows with no login say nothing about recovery.
+    L = FAMILIES["logins"]
+    rng = np.random.default_rng(7)
+
+    def window(i: int) -> EngineWindow:
+        n = int(rng.poisson(1.0 if 60 <= i < 150 else 20.0))
+        p = 0.1 if 60 <= i < 150 else 0.98
+        ok = int(rng.binomial(n, p))
+        counts = [0] * len(L.counters)
+        counts[L.index("success")], counts[L.index("failure")] = ok, n - ok
+        cells = {SEP.join(("wallet", "north")): counts}
+        return EngineWindow(T0 + i * W, {"logins": {"wallet": cells}})
+
+    anomalies = run(DetectionEngine(W), [window(i) for i in range(200)])
+    mine = [a for a in anomalies if a.signal.name == "logins.success_rate"]
+    actions = [(a.action, a.window_end_ms) for a in mine]
+    assert [action for action, _ in actions] == ["open", "resolve"], actions
+    # Opened within the outage, resolved only once traffic came back (window 150 on).
+    assert T0 + 60 * W < mine[0].window_end_ms < T0 + 150 * W
+    assert mine[1].window_end_ms > T0 + 150 * W
+
+
 def test_incident_inside_declared_maintenance_says_so() -> None:
     manager = IncidentManager()
     manager.declare_maintenance(
