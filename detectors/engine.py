@@ -346,24 +346,71 @@ class _Rollup:
     cells: set[str] = field(default_factory=set)
 
 
-def _roll(family: Family, signal: Signal, service: str, cells: Mapping[str, Counts]) -> Any:
-    out: dict[Segment, _Rollup] = {}
-    for key, counts in cells.items():
-        dims = split_key(family, key)
-        for dim in signal.rollups:
+class _RollPlan:
+    """Which segments each cell key of one (family, rollups, service) rolls up to, as slots:
+    worked out once per key, so a window's rollup hashes small integers, not segments."""
+
+    def __init__(self, family: Family, rollups: tuple[str | None, ...], service: str) -> None:
+        self.family = family
+        self.rollups = rollups
+        self.service = service
+        self.slot: dict[Segment, int] = {}
+        self.segments: list[Segment] = []
+        self.of_key: dict[str, tuple[int, ...]] = {}
+
+    def slots(self, key: str) -> tuple[int, ...]:
+        dims = split_key(self.family, key)
+        out = []
+        for dim in self.rollups:
             if dim is None:
-                seg = Segment(service)
+                seg = Segment(self.service)
             else:
                 if dims.get(dim, MISSING) == MISSING:
                     continue
-                seg = Segment(service, dim, dims[dim])
-            roll = out.get(seg)
-            if roll is None:
-                roll = out[seg] = _Rollup([0] * len(counts))
-            for i, v in enumerate(counts):
-                roll.counts[i] += v
-            roll.cells.add(key)
-    return out
+                seg = Segment(self.service, dim, dims[dim])
+            slot = self.slot.get(seg)
+            if slot is None:
+                slot = self.slot[seg] = len(self.segments)
+                self.segments.append(seg)
+            out.append(slot)
+        found = self.of_key[key] = tuple(out)
+        return found
+
+
+_PLANS: dict[tuple[str, tuple[str | None, ...], str], _RollPlan] = {}
+
+
+def _roll(family: Family, signal: Signal, service: str, cells: Mapping[str, Counts]) -> Any:
+    """The cells summed per segment the signal watches (in order of first contribution),
+    with the cells behind each."""
+    plan = _PLANS.get((family.name, signal.rollups, service))
+    if plan is None:
+        plan = _PLANS[(family.name, signal.rollups, service)] = _RollPlan(
+            family, signal.rollups, service
+        )
+    of_key = plan.of_key
+    parts: dict[int, list[Counts]] = {}
+    keys: dict[int, list[str]] = {}
+    for key, counts in cells.items():
+        slots = of_key.get(key)
+        if slots is None:
+            slots = plan.slots(key)
+        for slot in slots:
+            have = parts.get(slot)
+            if have is None:
+                parts[slot] = [counts]
+                keys[slot] = [key]
+            else:
+                have.append(counts)
+                keys[slot].append(key)
+    segments = plan.segments
+    return {
+        segments[slot]: _Rollup(
+            list(have[0]) if len(have) == 1 else list(map(sum, zip(*have, strict=True))),
+            set(keys[slot]),
+        )
+        for slot, have in parts.items()
+    }
 
 
 class DetectionEngine:
