@@ -39,6 +39,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -273,7 +274,7 @@ def load_file(path: Path) -> FileBatch:
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
-            ts = np.fromiter((r.timestamp for r in rows), dtype=np.int64, count=len(rows))
+            ts = np.fromiter(map(attrgetter("timestamp"), rows), dtype=np.int64, count=len(rows))
             return FileBatch(path, family, ts, rows, np.arange(len(rows), dtype=np.int64))
     return _mixed_file(path, family, data, lines, decode)
 
@@ -323,28 +324,18 @@ def _mixed_file(
 
 # ------------------------------------------------------------------------------- the columns
 
-#: The fields each family's extractor reads besides event_time and service.
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "transactions": ("partner_bank", "region", "channel", "status", "latency_ms"),
-    "logins": ("region", "outcome", "reason"),
-    "otp": ("operator", "provider", "stage", "latency_ms"),
-    "balances": ("region", "kind", "account_id", "balance", "initiated_by"),
-    "complaints": ("category",),
-    "requests": ("section", "requests", "errors", "downstream_errors"),
-}
 #: The fields of each family's cell key, after the service (as detectors.signals builds it).
 _DIMS: dict[str, tuple[str, ...]] = {name: f.dimensions[1:] for name, f in FAMILIES.items()}
+#: The field that picks each family's main counter (requests: none, its amounts are counts).
+_STATE: dict[str, str | None] = {
+    "transactions": "status",
+    "logins": "outcome",
+    "otp": "stage",
+    "balances": "kind",
+    "complaints": "category",
+    "requests": None,
+}
 _UNSET = msgspec.UNSET
-
-
-def _columns(family: str, fast: list[Any], slow: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Fast rows (decoded lines) then slow records (dicts): the fields the extractor reads,
-    as lists; a missing field is ``UNSET``."""
-    vals = [r.value for r in fast]
-    cols: dict[str, list[Any]] = {}
-    for name in ("event_time", "service", *_FIELDS[family]):
-        cols[name] = [getattr(v, name) for v in vals] + [r.get(name, _UNSET) for r in slow]
-    return cols
 
 
 def _key(*parts: Any) -> str:
@@ -356,6 +347,41 @@ def _present(v: Any) -> bool:
     return v is not None and v is not _UNSET
 
 
+class _Codes(dict[Any, int]):
+    """Values -> dense codes in order of first appearance: ``map(codes.__getitem__, values)``."""
+
+    def __missing__(self, value: Any) -> int:
+        code = self[value] = len(self)
+        return code
+
+
+class _Rows:
+    """One family's valid records, decoded lines (fast) then dicts (slow), read as columns."""
+
+    def __init__(self, fast: list[Any], slow: list[Mapping[str, Any]]) -> None:
+        self.fast = fast
+        self.slow = slow
+        self.n = len(fast) + len(slow)
+
+    def column(self, name: str) -> list[Any]:
+        out = list(map(attrgetter("value." + name), self.fast))
+        out += [r.get(name, _UNSET) for r in self.slow]
+        return out
+
+    def tuples(self, names: tuple[str, ...]) -> list[Any]:
+        """Per record, the tuple of these fields (at least two)."""
+        out = list(map(attrgetter(*("value." + n for n in names)), self.fast))
+        out += [tuple(r.get(n, _UNSET) for n in names) for r in self.slow]
+        return out
+
+    def at(self, rows: Any, name: str) -> list[Any]:
+        """Field ``name`` of some records (by index)."""
+        fast, slow, nf = self.fast, self.slow, len(self.fast)
+        return [
+            getattr(fast[i].value, name) if i < nf else slow[i - nf].get(name, _UNSET) for i in rows
+        ]
+
+
 class _Cells:
     """Cell keys of every family -> dense codes."""
 
@@ -365,29 +391,14 @@ class _Cells:
         self.services: list[str] = []
         self.family: list[int] = []
 
-    def codes(self, family: str, cols: Mapping[str, list[Any]]) -> np.ndarray:
-        """Per record: the code of its cell (parts joined by detectors.signals' rules)."""
-        parts = [cols["service"], *(cols[d] for d in _DIMS[family])]
-        table: dict[Any, int] = {}
-        get = table.setdefault
-        if len(parts) == 1:
-            combos: Any = parts[0]
-        else:
-            combos = zip(*parts, strict=True)
-        n = len(parts[0])
-        local = np.fromiter((get(c, len(table)) for c in combos), dtype=np.int64, count=n)
-        to_cell = np.zeros(len(table), dtype=np.int64)
-        fam = list(FAMILIES).index(family)
-        for combo, code in table.items():
-            key = _key(*combo) if len(parts) > 1 else _key(combo)
-            cell = self.code.get((family, key))
-            if cell is None:
-                cell = self.code[(family, key)] = len(self.keys)
-                self.keys.append(key)
-                self.services.append(key.split(SEP, 1)[0])
-                self.family.append(fam)
-            to_cell[code] = cell
-        return to_cell[local]
+    def cell(self, family: str, key: str) -> int:
+        code = self.code.get((family, key))
+        if code is None:
+            code = self.code[(family, key)] = len(self.keys)
+            self.keys.append(key)
+            self.services.append(key.split(SEP, 1)[0])
+            self.family.append(list(FAMILIES).index(family))
+        return code
 
 
 Updates = tuple[np.ndarray, np.ndarray, np.ndarray]  # record, counter, amount
@@ -414,105 +425,125 @@ def _part(where: Any, counter: Any, amount: Any) -> Updates:
     )
 
 
-def _lookup(values: list[Any], table: Mapping[Any, int], default: int | None = None) -> np.ndarray:
-    memo: dict[Any, int] = {}
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        c = memo.get(v)
-        if c is None:
-            c = memo[v] = table[v] if default is None else table.get(v, default)
-        out[i] = c
-    return out
+@dataclass
+class _Counted:
+    """One family's records as numbers: event time, cell, and the updates of its extractor
+    (balances: all but the zero-read violations, which need the arrival order)."""
+
+    event_time: np.ndarray
+    cell: np.ndarray
+    updates: Updates
+    state: list[Any]  # the state field of each combo (see _STATE)
+    combo: np.ndarray  # per record
 
 
-def _updates(family: str, cols: Mapping[str, list[Any]]) -> Updates:
-    """(record, counter, amount) of every update the family's extractor yields for these
-    records (balances: all but the zero-read violations, which need the account history)."""
-    n = len(cols["event_time"])
+def _count(family: str, rows: _Rows, cells: _Cells) -> _Counted:
+    """What the extractor of ``family`` yields for every record, as columns."""
+    state_field = _STATE[family]
+    names = ("service", *_DIMS[family]) + ((state_field,) if state_field else ())
+    codes = _Codes()
+    n = rows.n
+    combo = np.fromiter(map(codes.__getitem__, rows.tuples(names)), dtype=np.int64, count=n)
+    k = len(names) - (1 if state_field else 0)
+    combo_cell = np.zeros(len(codes), dtype=np.int64)
+    state: list[Any] = [None] * len(codes)
+    for values, code in codes.items():
+        combo_cell[code] = cells.cell(family, _key(*values[:k]))
+        if state_field:
+            state[code] = values[k]
+    cell = combo_cell[combo]
+    event_time = np.fromiter(
+        map(attrgetter("value.event_time"), rows.fast), dtype=np.int64, count=len(rows.fast)
+    )
+    if rows.slow:
+        slow_times = np.array([r["event_time"] for r in rows.slow], dtype=np.int64)
+        event_time = np.concatenate([event_time, slow_times])
     rec = np.arange(n, dtype=np.int64)
     parts: list[Updates] = []
+
+    def counter_of(table: Mapping[Any, int], default: int | None = None) -> np.ndarray:
+        per_combo = [table[s] if default is None else table.get(s, default) for s in state]
+        return np.array(per_combo, dtype=np.int64)[combo]
+
     if family in ("transactions", "otp"):
-        table, state_field, slow_state, latency_counter = (
-            (_TXN, "status", "completed_late", "late_latency_s")
+        table, slow_state, latency_counter = (
+            (_TXN, "completed_late", "late_latency_s")
             if family == "transactions"
-            else (_OTP, "stage", "delivered", "delivery_latency_s")
+            else (_OTP, "delivered", "delivery_latency_s")
         )
-        state = _lookup(cols[state_field], table)
-        parts.append(_part(rec, state, 1))
-        latency = cols["latency_ms"]
-        idx = [i for i in np.flatnonzero(state == table[slow_state]) if _present(latency[i])]
-        if idx:
-            parts.append(_part(idx, table[latency_counter], [int(latency[i] // 1000) for i in idx]))
+        counter = counter_of(table)
+        parts.append(_part(rec, counter, 1))
+        idx = np.flatnonzero(counter == table[slow_state]).tolist()
+        latency = rows.at(idx, "latency_ms")
+        with_latency = [(i, v) for i, v in zip(idx, latency, strict=True) if _present(v)]
+        if with_latency:
+            where, amounts = zip(*with_latency, strict=True)
+            parts.append(_part(where, table[latency_counter], [int(v // 1000) for v in amounts]))
     elif family == "logins":
-        outcome = _lookup(cols["outcome"], _LOGIN)
-        parts.append(_part(rec, outcome, 1))
-        failed = np.flatnonzero(outcome == _LOGIN["failure"])
-        reasons = cols["reason"]
-        why = [f"fail_{None if reasons[i] is _UNSET else reasons[i]}" for i in failed]
-        parts.append(_part(failed, _lookup(why, _LOGIN, _LOGIN["fail_other"]), 1))
+        counter = counter_of(_LOGIN)
+        parts.append(_part(rec, counter, 1))
+        failed = np.flatnonzero(counter == _LOGIN["failure"]).tolist()
+        why = [f"fail_{None if r is _UNSET else r}" for r in rows.at(failed, "reason")]
+        other = _LOGIN["fail_other"]
+        parts.append(_part(failed, [_LOGIN.get(w, other) for w in why], 1))
     elif family == "complaints":
         parts.append(_part(rec, _CMP["total"], 1))
-        parts.append(_part(rec, _lookup(cols["category"], _CMP, _CMP["other"]), 1))
+        parts.append(_part(rec, counter_of(_CMP, _CMP["other"]), 1))
     elif family == "requests":
-        req = np.array([int(x) for x in cols["requests"]], dtype=np.int64)
-        err = np.minimum(np.array([int(x) for x in cols["errors"]], dtype=np.int64), req)
+        req = np.array([int(x) for x in rows.column("requests")], dtype=np.int64)
+        err = np.minimum(np.array([int(x) for x in rows.column("errors")], dtype=np.int64), req)
         parts.append(_part(rec, 0, req))
         nz = np.flatnonzero(err)
         parts.append(_part(nz, 1, err[nz]))
-        down = cols["downstream_errors"]
+        down = rows.column("downstream_errors")
         dz = [i for i, d in enumerate(down) if _present(d) and d]
         parts.append(_part(dz, 2, [int(down[i]) for i in dz]))
     elif family == "balances":
-        kind = _lookup(cols["kind"], {"read": 0, "change": 1}, 2)
+        kind = counter_of({"read": 0, "change": 1}, 2)
         counter = np.where(kind == 0, _BAL["reads"], np.where(kind == 1, _BAL["changes"],
                                                                 _BAL["links"]))  # fmt: skip
         parts.append(_part(rec, counter, 1))
-        kinds, by = cols["kind"], cols["initiated_by"]
-        removed = [i for i in np.flatnonzero(kind == 2) if kinds[i] == "bank_link_removed"]
-        not_user = [i for i in removed if by[i] != "user"]
+        removed = [
+            i for i in np.flatnonzero(kind == 2).tolist() if state[combo[i]] == "bank_link_removed"
+        ]
+        by = rows.at(removed, "initiated_by")
+        not_user = [i for i, b in zip(removed, by, strict=True) if b != "user"]
         parts.append(_part(not_user, _BAL["link_removed_not_user"], 1))
     else:  # pragma: no cover - FAMILIES and this function change together
         raise ValueError(f"no columnar extractor for family {family!r}")
-    return _cat(parts)
+    return _Counted(event_time, cell, _cat(parts), state, combo)
 
 
 def _balance_violations(
-    cols: Mapping[str, list[Any]], order: np.ndarray, capacity: int
-) -> tuple[Updates, bool]:
+    rows: _Rows, counted: _Counted, order: np.ndarray, capacity: int
+) -> Updates:
     """Zero-read violations (record, counter, amount) of balance records whose arrival order
-    is ``order`` (indices into the columns); and whether the vectorised form was exact (no
-    account forgotten). Otherwise they come from the real extractor, record by record."""
-    n = len(order)
-    accounts = cols["account_id"]
-    table: dict[Any, int] = {}
-    account = _codes([accounts[i] for i in order], table)
-    if len(table) <= capacity:
-        kinds, balances = cols["kind"], cols["balance"]
-        is_read = np.array([kinds[i] == "read" for i in order], dtype=np.bool_)
-        is_change = np.array([kinds[i] == "change" for i in order], dtype=np.bool_)
-        has = np.array([_present(balances[i]) for i in order], dtype=np.bool_)
-        value = np.array(
-            [float(balances[i]) if _present(balances[i]) else 0.0 for i in order],
-            dtype=np.float64,
+    is ``order`` (indices of ``rows``): vectorised while no account is forgotten (fewer
+    accounts than ``capacity``), otherwise by the real extractor, record by record."""
+    zero = _BAL["zero_unexplained"]
+    accounts = _Codes()
+    account = np.fromiter(
+        map(accounts.__getitem__, rows.column("account_id")), dtype=np.int64, count=rows.n
+    )
+    if len(accounts) <= capacity:
+        is_read = np.array([s == "read" for s in counted.state], dtype=np.bool_)[counted.combo]
+        is_change = np.array([s == "change" for s in counted.state], dtype=np.bool_)[counted.combo]
+        balances = np.array(rows.column("balance"), dtype=object)
+        has = (balances != _UNSET) & (balances != None)  # noqa: E711 (elementwise)
+        value = np.where(has, balances, 0.0).astype(np.float64)
+        hit = columnar.zero_reads(
+            account[order], is_read[order], is_change[order], has[order], value[order]
         )
-        hit = columnar.zero_reads(account, is_read, is_change, has, value)
-        return _part(order[hit], _BAL["zero_unexplained"], 1), True
+        return _part(order[hit], zero, 1)
     state = AccountBalances(capacity)
     where: list[int] = []
-    zero = _BAL["zero_unexplained"]
     names = ("service", "region", "kind", "account_id", "balance", "initiated_by")
-    for j in range(n):
-        i = int(order[j])
-        record = {k: cols[k][i] for k in names if cols[k][i] is not _UNSET}
+    for i in order.tolist():
+        record = {k: v for k in names if (v := rows.at([i], k)[0]) is not _UNSET}
         for _service, _cell, counter, _amount in state.observe(record):
             if counter == zero:
                 where.append(i)
-    return _part(where, zero, 1), False
-
-
-def _codes(values: list[Any], table: dict[Any, int]) -> np.ndarray:
-    get = table.setdefault
-    return np.fromiter((get(v, len(table)) for v in values), dtype=np.int64, count=len(values))
+    return _part(where, zero, 1)
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -651,17 +682,17 @@ def run_fast(
         if not fast and not slow_rows:
             continue
         gidx = np.concatenate([*fast_g, np.array([s[0] for s in slow_rows], dtype=np.int64)])
-        cols = _columns(family, fast, [s[1] for s in slow_rows])
-        rec, counter, amount = _updates(family, cols)
+        rows = _Rows(fast, [s[1] for s in slow_rows])
+        counted = _count(family, rows, cells)
+        rec, counter, amount = counted.updates
         if family == "balances":
             order = np.argsort(gidx, kind="stable")
-            (zr, zc, za), _exact = _balance_violations(
-                cols, order, pipeline.extractor.balances.capacity
-            )
-            rec, counter, amount = _cat([(rec, counter, amount), (zr, zc, za)])
+            capacity = pipeline.extractor.balances.capacity
+            violations = _balance_violations(rows, counted, order, capacity)
+            rec, counter, amount = _cat([(rec, counter, amount), violations])
         g_parts.append(gidx)
-        t_parts.append(np.array(cols["event_time"], dtype=np.int64))
-        c_parts.append(cells.codes(family, cols))
+        t_parts.append(counted.event_time)
+        c_parts.append(counted.cell)
         upd_parts.append((rec + count, counter, amount))
         count += len(gidx)
     maintenance = sorted(slow_valid.get("maintenance", []), key=lambda m: m[0])
