@@ -298,3 +298,42 @@ def test_merge_order_is_heapq_merge_of_unsorted_files() -> None:
             for i in range(len(ts)):
                 got[int(m.rank[m.offsets[f] + i])] = (f, i)
         assert got == expected
+
+
+class _Observer:
+    """Duck-typed SeriesRecorder: keeps every observed score and the updates it follows."""
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+        self.updates: list[Any] = []
+        self.finished = 0
+
+    def follow(self, updates: list[Any]) -> None:
+        self.updates = updates
+
+    def __call__(self, signal: Any, seg: Any, t: int, x: Any, score: float, *rest: Any) -> None:
+        self.calls.append((signal.name, seg.label, t, sorted(x.items()), score, rest[0]))
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def test_warm_start_and_observer_same_as_per_record_path(tmp_path: Path) -> None:
+    history, source = tmp_path / "history", tmp_path / "input"
+    generate(build_plan(scenario="calm", seed=8, days=0.04, rate=10.0), history)
+    later = build_plan(
+        scenario="qiwi", seed=9, days=0.04, rate=10.0, onset_hour=1.3, duration_minutes=30,
+        start="2025-10-19T01:00:00Z",
+    )  # fmt: skip
+    generate(later, source)
+    results = []
+    for fn in (run, run_fast):
+        seen: list[Any] = []
+        observer = _Observer()
+        result = fn(source, W, LATE, progress=False, warm_start=history, recorder=observer,
+                    on_history=lambda h, seen=seen: seen.append(h.line()))  # type: ignore[arg-type]  # fmt: skip
+        assert observer.updates is result[0].updates and observer.finished == 1
+        results.append((_summary(result), seen, observer.calls))
+    (slow, slow_history, slow_calls), (fast, fast_history, fast_calls) = results
+    assert fast == slow and fast_history == slow_history and fast_calls == slow_calls
+    assert slow_history and slow_calls
