@@ -178,7 +178,7 @@ class SeriesRecorder:
         window_ms: int,
         *,
         margin_ms: int = 30 * MINUTE_MS,
-        explain_every: int = 6,
+        explain_every: int = 12,
         max_span_ms: int = 12 * 60 * MINUTE_MS,
         max_false: int = 20,
         max_per_label: int = 3,
@@ -507,15 +507,16 @@ def write_report(
         ]
         hi_ms = max([lab.end, *(i.resolved_at_ms or i.opened_at_ms for i in related)])
         lo, hi = lab.start - margin, hi_ms + margin
-        # Panels: the series that name the incidents' cause, the label's flagged ones, the
-        # incidents' other series, then the label's unflagged ones (by their highest score).
+        # Panels: up to half for the series that name the incidents' cause, then those of the
+        # label's segments (flagged first: a wrong cause or a miss shows there), then the rest.
         pinned_keys = [k for i in related for k in recorder.pinned[id(i)].keys]
         causes = {(a.signal.name, a.segment) for i in related for a in i.anomalies
                   if a.action == "open" and a.cause_class == i.cause_class}  # fmt: skip
-        named = recorder.label_keys(lab.id, lo, hi)
-        flagged = [k for k in named if recorder.kept[k].flagged_in(lo, hi)]
+        named = recorder.label_keys(lab.id, lo, hi)  # flagged first, then by score
+        cause_keys = [k for k in pinned_keys if k in causes]
+        half = max(1, recorder.max_series // 2)
         keys: list[Key] = []
-        for k in [*(k for k in pinned_keys if k in causes), *flagged, *pinned_keys, *named]:
+        for k in [*cause_keys[:half], *named, *cause_keys, *pinned_keys]:
             if k not in keys:
                 keys.append(k)
         found = m.incident.cause_class if m.incident is not None else "nothing"

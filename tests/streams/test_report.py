@@ -111,7 +111,7 @@ def test_ring_buffers_alone_hold_at_most_margin_windows_per_series() -> None:
 def test_label_segments_are_kept_around_the_label_window_only() -> None:
     label = Label("L1", "synthetic", T0 + 5 * 60 * MIN, T0 + 5 * 60 * MIN + 20 * MIN,
                   [{"service": "wallet", "region": "north"}], "login_outage")  # fmt: skip
-    rec = SeriesRecorder([label], W, margin_ms=10 * MIN)
+    rec = SeriesRecorder([label], W, margin_ms=10 * MIN, explain_every=6)
     det = FakeDetector()
     feed(rec, det, T0, T0 + 12 * 60 * MIN, [(RATE, NORTH), (RATE, SOUTH)])
     assert list(rec.kept) == [(RATE.name, NORTH)]  # the south is not named by the label
