@@ -18,13 +18,16 @@ import numpy as np
 import pytest
 
 from detectors.engine import DetectionEngine, EngineWindow
+from detectors.pipeline import OfflinePipeline
 from detectors.signals import Extractor
 from simulator import build_plan
 from simulator import simulate as generate
-from streams.evaluate import run
+from streams import evaluate
 from streams.fastload import FileBatch, load_file, merge_order, run_fast
 
 W, LATE = 10_000, 5_000
+#: The per-record path: ``run_records`` once ``evaluate.run`` dispatches to the fast path.
+run = getattr(evaluate, "run_records", evaluate.run)
 
 
 def _nested(d: Any) -> Any:
@@ -70,7 +73,17 @@ def _summary(result: Any) -> dict[str, Any]:
 
 def _both(source: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Any, Any]:
     seen = _capture(monkeypatch)
+    added = []
+    original_add = OfflinePipeline.add
+
+    def add(self: OfflinePipeline, family: str, record: Any) -> None:
+        added.append(family)
+        original_add(self, family, record)
+
+    monkeypatch.setattr(OfflinePipeline, "add", add)
     slow = _summary(run(source, W, LATE, progress=False))
+    # the reference really is the per-record path: one add per valid record
+    assert len(added) == slow["stats"][0]
     slow_windows = list(seen)
     seen.clear()
     fast = _summary(run_fast(source, W, LATE, progress=False))
