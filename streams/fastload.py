@@ -227,6 +227,8 @@ class FileBatch:
     fast_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     slow: list[tuple[int, TrafficRecord]] = field(default_factory=list)
     errors: list[tuple[int, str, str]] = field(default_factory=list)
+    #: The fast rows as counts (run_fast counts each file as it is read, then drops its rows).
+    counted: _Counted | None = None
 
 
 class _PositionLog(ErrorLog):
@@ -433,11 +435,43 @@ class _Counted:
     event_time: np.ndarray
     cell: np.ndarray
     updates: Updates
-    state: list[Any]  # the state field of each combo (see _STATE)
-    combo: np.ndarray  # per record
+    #: balances only, per record: account code, whether it is a read or a change, whether it
+    #: carries a balance, and the balance (0 without)
+    account: np.ndarray | None = None
+    is_read: np.ndarray | None = None
+    is_change: np.ndarray | None = None
+    has_balance: np.ndarray | None = None
+    balance: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.event_time)
 
 
-def _count(family: str, rows: _Rows, cells: _Cells) -> _Counted:
+_BALANCE_ARRAYS = ("account", "is_read", "is_change", "has_balance", "balance")
+
+
+def _join(parts: list[_Counted]) -> _Counted:
+    """Records of several parts, one after the other."""
+    offsets = np.cumsum([0, *(p.n for p in parts)])
+    updates = _cat(
+        [
+            (p.updates[0] + off, p.updates[1], p.updates[2])
+            for p, off in zip(parts, offsets, strict=False)
+        ]
+    )
+    joined = _Counted(
+        np.concatenate([p.event_time for p in parts]),
+        np.concatenate([p.cell for p in parts]),
+        updates,
+    )
+    if parts[0].account is not None:
+        for name in _BALANCE_ARRAYS:
+            setattr(joined, name, np.concatenate([getattr(p, name) for p in parts]))
+    return joined
+
+
+def _count(family: str, rows: _Rows, cells: _Cells, accounts: _Codes) -> _Counted:
     """What the extractor of ``family`` yields for every record, as columns."""
     state_field = _STATE[family]
     names = ("service", *_DIMS[family]) + ((state_field,) if state_field else ())
@@ -511,35 +545,43 @@ def _count(family: str, rows: _Rows, cells: _Cells) -> _Counted:
         parts.append(_part(not_user, _BAL["link_removed_not_user"], 1))
     else:  # pragma: no cover - FAMILIES and this function change together
         raise ValueError(f"no columnar extractor for family {family!r}")
-    return _Counted(event_time, cell, _cat(parts), state, combo)
-
-
-def _balance_violations(
-    rows: _Rows, counted: _Counted, order: np.ndarray, capacity: int
-) -> Updates:
-    """Zero-read violations (record, counter, amount) of balance records whose arrival order
-    is ``order`` (indices of ``rows``): vectorised while no account is forgotten (fewer
-    accounts than ``capacity``), otherwise by the real extractor, record by record."""
-    zero = _BAL["zero_unexplained"]
-    accounts = _Codes()
-    account = np.fromiter(
-        map(accounts.__getitem__, rows.column("account_id")), dtype=np.int64, count=rows.n
-    )
-    if len(accounts) <= capacity:
-        is_read = np.array([s == "read" for s in counted.state], dtype=np.bool_)[counted.combo]
-        is_change = np.array([s == "change" for s in counted.state], dtype=np.bool_)[counted.combo]
+    counted = _Counted(event_time, cell, _cat(parts))
+    if family == "balances":
+        counted.account = np.fromiter(
+            map(accounts.__getitem__, rows.column("account_id")), dtype=np.int64, count=n
+        )
+        counted.is_read = np.array([s == "read" for s in state], dtype=np.bool_)[combo]
+        counted.is_change = np.array([s == "change" for s in state], dtype=np.bool_)[combo]
         balances = np.array(rows.column("balance"), dtype=object)
-        has = (balances != _UNSET) & (balances != None)  # noqa: E711 (elementwise)
-        value = np.where(has, balances, 0.0).astype(np.float64)
+        counted.has_balance = (balances != _UNSET) & (balances != None)  # noqa: E711 (elementwise)
+        counted.balance = np.where(counted.has_balance, balances, 0.0).astype(np.float64)
+    return counted
+
+
+def _balance_violations(counted: _Counted, order: np.ndarray, capacity: int) -> Updates:
+    """Zero-read violations (record, counter, amount) of balance records whose arrival order
+    is ``order``: vectorised while no account is forgotten (fewer accounts than
+    ``capacity``), otherwise by the real extractor, record by record (accounts by code)."""
+    assert counted.account is not None and counted.is_read is not None
+    assert counted.is_change is not None and counted.has_balance is not None
+    assert counted.balance is not None
+    zero = _BAL["zero_unexplained"]
+    if len(np.unique(counted.account)) <= capacity:
         hit = columnar.zero_reads(
-            account[order], is_read[order], is_change[order], has[order], value[order]
+            counted.account[order],
+            counted.is_read[order],
+            counted.is_change[order],
+            counted.has_balance[order],
+            counted.balance[order],
         )
         return _part(order[hit], zero, 1)
     state = AccountBalances(capacity)
     where: list[int] = []
-    names = ("service", "region", "kind", "account_id", "balance", "initiated_by")
     for i in order.tolist():
-        record = {k: v for k in names if (v := rows.at([i], k)[0]) is not _UNSET}
+        kind = "read" if counted.is_read[i] else "change" if counted.is_change[i] else "link"
+        record: dict[str, Any] = {"service": "", "kind": kind, "account_id": counted.account[i]}
+        if counted.has_balance[i]:
+            record["balance"] = float(counted.balance[i])
         for _service, _cell, counter, _amount in state.observe(record):
             if counter == zero:
                 where.append(i)
@@ -617,7 +659,15 @@ def run_fast(
     files = [p for p in traffic_files(source) if p.name.split(".", 1)[0] in INPUT_TOPICS]
     if not files:
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
-    batches = [load_file(p) for p in files]
+    cells = _Cells()
+    accounts = _Codes()
+    batches = []
+    for path in files:  # count each file as it is read: its decoded rows are not kept
+        batch = load_file(path)
+        if batch.fast:
+            batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, accounts)
+            batch.fast = []
+        batches.append(batch)
     merged = merge_order(batches)
     total = len(merged.timestamps)
 
@@ -668,27 +718,27 @@ def run_fast(
         stats.first_ms, stats.last_ms = int(good[0]), int(good[-1])
 
     # Columns of the windowed families, then one table in merged order.
-    cells = _Cells()
     g_parts, t_parts, c_parts, upd_parts = [], [], [], []
     count = 0
     for family in WINDOWED:
-        fast: list[Any] = []
+        parts: list[_Counted] = []
         fast_g: list[np.ndarray] = []
         for i, b in enumerate(batches):
-            if b.family == family and b.fast:
-                fast.extend(b.fast)
+            if b.family == family and b.counted is not None:
+                parts.append(b.counted)
                 fast_g.append(merged.rank[merged.offsets[i] + b.fast_pos])
         slow_rows = slow_valid.get(family, [])
-        if not fast and not slow_rows:
+        if slow_rows:
+            parts.append(_count(family, _Rows([], [s[1] for s in slow_rows]), cells, accounts))
+        if not parts:
             continue
         gidx = np.concatenate([*fast_g, np.array([s[0] for s in slow_rows], dtype=np.int64)])
-        rows = _Rows(fast, [s[1] for s in slow_rows])
-        counted = _count(family, rows, cells)
+        counted = _join(parts)
         rec, counter, amount = counted.updates
         if family == "balances":
             order = np.argsort(gidx, kind="stable")
             capacity = pipeline.extractor.balances.capacity
-            violations = _balance_violations(rows, counted, order, capacity)
+            violations = _balance_violations(counted, order, capacity)
             rec, counter, amount = _cat([(rec, counter, amount), violations])
         g_parts.append(gidx)
         t_parts.append(counted.event_time)
