@@ -361,27 +361,25 @@ class _Rows:
     """One family's valid records, decoded lines (fast) then dicts (slow), read as columns."""
 
     def __init__(self, fast: list[Any], slow: list[Mapping[str, Any]]) -> None:
-        self.fast = fast
+        self.fast = list(map(attrgetter("value"), fast))  # the decoded values
         self.slow = slow
         self.n = len(fast) + len(slow)
 
     def column(self, name: str) -> list[Any]:
-        out = list(map(attrgetter("value." + name), self.fast))
+        out = list(map(attrgetter(name), self.fast))
         out += [r.get(name, _UNSET) for r in self.slow]
         return out
 
     def tuples(self, names: tuple[str, ...]) -> list[Any]:
         """Per record, the tuple of these fields (at least two)."""
-        out = list(map(attrgetter(*("value." + n for n in names)), self.fast))
+        out = list(map(attrgetter(*names), self.fast))
         out += [tuple(r.get(n, _UNSET) for n in names) for r in self.slow]
         return out
 
     def at(self, rows: Any, name: str) -> list[Any]:
         """Field ``name`` of some records (by index)."""
         fast, slow, nf = self.fast, self.slow, len(self.fast)
-        return [
-            getattr(fast[i].value, name) if i < nf else slow[i - nf].get(name, _UNSET) for i in rows
-        ]
+        return [getattr(fast[i], name) if i < nf else slow[i - nf].get(name, _UNSET) for i in rows]
 
 
 class _Cells:
@@ -487,7 +485,7 @@ def _count(family: str, rows: _Rows, cells: _Cells, accounts: _Codes) -> _Counte
             state[code] = values[k]
     cell = combo_cell[combo]
     event_time = np.fromiter(
-        map(attrgetter("value.event_time"), rows.fast), dtype=np.int64, count=len(rows.fast)
+        map(attrgetter("event_time"), rows.fast), dtype=np.int64, count=len(rows.fast)
     )
     if rows.slow:
         slow_times = np.array([r["event_time"] for r in rows.slow], dtype=np.int64)
