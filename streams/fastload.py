@@ -762,7 +762,7 @@ def run_fast(
         starts, first_row = np.unique(wc.window, return_index=True)
         close_at = columnar.close_points(t_all, starts, window_ms, lateness_ms)
         close_g = [int(g_all[c]) if c < count else total for c in close_at.tolist()]
-        bar = Progress("evaluate") if progress else None
+        bar = Progress("evaluate", unit="windows") if progress else None
         _process(pipeline, cells, wc, starts, first_row, close_g, maintenance, bar)
         n_late = int(late.sum())
         pipeline.late = n_late
