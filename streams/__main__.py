@@ -10,10 +10,12 @@ def prepare_worker() -> None:
 
     Skipped with ``RADAR_CREATE_TOPICS=false`` (e.g. when a deployment step made them).
     """
-    from streams.app import settings
+    from streams.app import configure_for_broker, settings
     from streams.broker import create_topics
     from streams.errors import BrokerError
 
+    flavour = configure_for_broker()
+    print(f"broker {settings.broker}: {flavour}", file=sys.stderr)
     if not settings.create_topics:
         return
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from streams.broker import TANSU_FAUST_SETTINGS, patch_faust_for_tansu
+from streams.broker import TANSU_FAUST_SETTINGS, detect_flavour, patch_faust_for_tansu
 from streams.settings import Settings
 
 settings = Settings.from_env()
@@ -42,3 +42,25 @@ if settings.broker_flavour == "tansu":
     patch_faust_for_tansu()
 
 app = faust.App(settings.app_id, **faust_config(settings))
+
+_flavour: list[str] = []  # the flavour in force, once known
+
+
+def broker_flavour() -> str:
+    """``kafka`` or ``tansu``: the setting, or for ``auto`` (the default) the broker's own
+    answer, asked once and only by the commands that talk to the broker."""
+    if not _flavour:
+        chosen = settings.broker_flavour
+        _flavour.append(detect_flavour(settings.bootstrap_servers) if chosen == "auto" else chosen)
+    return _flavour[0]
+
+
+def configure_for_broker() -> str:
+    """Before the worker starts: turn on the embedded broker's workarounds if that is what
+    ``RADAR_BROKER`` points at (Faust reads these settings when it builds its clients)."""
+    flavour = broker_flavour()
+    if flavour == "tansu" and settings.broker_flavour == "auto":
+        for key, value in TANSU_FAUST_SETTINGS.items():
+            setattr(app.conf, key, value)
+        patch_faust_for_tansu()
+    return flavour

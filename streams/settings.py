@@ -73,8 +73,9 @@ class Settings:
 
     #: ``RADAR_BROKER``: Faust URL form, ``kafka://host:port`` (several joined by ``;``).
     broker: str = "kafka://127.0.0.1:9092"
-    #: ``RADAR_BROKER_FLAVOUR``: ``kafka`` (Apache Kafka) or ``tansu`` (embedded broker quirks on).
-    broker_flavour: str = "kafka"
+    #: ``RADAR_BROKER_FLAVOUR``: ``kafka`` (Apache Kafka), ``tansu`` (embedded broker quirks on),
+    #: or ``auto``: asks the broker at start-up (:func:`streams.broker.detect_flavour`).
+    broker_flavour: str = "auto"
     #: ``RADAR_APP_ID``: Faust application id = consumer group and internal topic prefix.
     app_id: str = "outage-radar"
     #: ``RADAR_PARTITIONS``: partitions for topics the worker creates.
@@ -162,9 +163,10 @@ class Settings:
                 f"RADAR_BROKER={self.broker!r} is not a Faust broker URL; "
                 "write it as kafka://host:port (e.g. kafka://127.0.0.1:9092)"
             )
-        if self.broker_flavour not in ("kafka", "tansu"):
+        if self.broker_flavour not in ("auto", "kafka", "tansu"):
             raise ConfigError(
-                f"RADAR_BROKER_FLAVOUR={self.broker_flavour!r} is not known; use 'kafka' or 'tansu'"
+                f"RADAR_BROKER_FLAVOUR={self.broker_flavour!r} is not known; use 'auto' (the "
+                "default: ask the broker), 'kafka' or 'tansu'"
             )
         for name, value, low in (
             ("RADAR_WINDOW_SECONDS", self.window_seconds, 0.001),

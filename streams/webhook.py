@@ -716,11 +716,11 @@ async def webhook(
 
 def webhook_main(**values: Any) -> int:
     """The ``webhook`` command without Faust: validate, run, map errors to exit codes."""
-    from streams.app import settings
+    from streams.app import broker_flavour, settings
 
     def run(stop: StopFlag) -> int:
         options = build_options(settings, **values)
-        tansu = settings.broker_flavour == "tansu"
+        tansu = broker_flavour() == "tansu"
         return run_webhook(options, stop, settings.bootstrap_servers, tansu)[0]
 
     return command_main(run)

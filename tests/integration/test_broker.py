@@ -16,6 +16,8 @@ from streams.broker import (
     PRODUCER_SETTINGS,
     EmbeddedBroker,
     broker_binary,
+    detect_flavour,
+    free_port,
     list_topics,
     true_end_offsets,
 )
@@ -112,3 +114,9 @@ def test_context_manager_stops_the_process() -> None:
         proc = b.process
         assert proc is not None and proc.poll() is None
     assert proc.poll() is not None
+
+
+def test_the_flavour_is_detected_from_the_broker(broker: EmbeddedBroker) -> None:
+    assert detect_flavour([broker.bootstrap]) == "tansu"
+    # Nothing listening: taken for Apache Kafka (the worker then reports the connection).
+    assert detect_flavour([f"127.0.0.1:{free_port()}"], timeout_s=1.0) == "kafka"

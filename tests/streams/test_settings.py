@@ -54,7 +54,7 @@ def test_defaults() -> None:
     s = Settings.from_env({})
     assert s == Settings()
     assert s.broker == "kafka://127.0.0.1:9092"
-    assert s.broker_flavour == "kafka"
+    assert s.broker_flavour == "auto"
     assert s.app_id == "outage-radar"
     assert (s.partitions, s.replication) == (4, 1)
     assert s.create_topics is True and s.web_enabled is False
