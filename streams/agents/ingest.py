@@ -43,7 +43,7 @@ BATCH = 2_000
 Source = tuple[str, int]  # (input kind, partition)
 
 #: Per source: windows, extractor state, wall-clock time of the last record, and the offset
-#: after the last record this agent has handled (not merely fetched: see ``caught_up``).
+#: after the last record this agent has handled (not merely fetched: see ``handled_until``).
 windows: dict[Source, PartitionWindows] = {}
 extractors: dict[Source, Extractor] = {}
 last_seen: dict[Source, float] = {}
@@ -197,8 +197,9 @@ async def ingest(stream: Any) -> None:
                 await emit_closed(source, topic_name, closed, pw.closed_until_ms)
 
 
-def caught_up(source: Source, tp: Any, high: int | None, position: int | None) -> bool:
-    """Every record of the partition below its high watermark has been fetched *and handled*.
+def handled_until(source: Source, tp: Any, high: int | None, position: int | None) -> int | None:
+    """The offset below which every record of the partition has been fetched *and handled*,
+    if that reaches the high watermark of its last fetch; else None (the partition is behind).
 
     A fetch position at the high watermark is not enough: under a backlog, fetched records wait
     in Faust's stream buffer for seconds, and a partition advanced then would dead-letter them
@@ -208,14 +209,31 @@ def caught_up(source: Source, tp: Any, high: int | None, position: int | None) -
     and once Faust has delivered a record it is that record's offset, below the high watermark.
     """
     if high is None or position is None or position < high:
-        return False
+        return None
     done = handled_next.get(source)
     if done is None:
         # Faust's own bookkeeping (faust-streaming 0.15, pinned): None until a committed
         # offset was found, the committed offset after the seek, then the last delivered one.
         read = getattr(app.consumer, "_read_offset", {}).get(tp)
         done = 0 if read is None else int(read)
-    return done >= high
+    return done if done >= high else None
+
+
+async def still_quiet(candidates: dict[Any, int]) -> set[Any]:
+    """Of partitions that look caught up (tp -> handled offset), those the broker confirms.
+
+    The high watermark a partition carries is from its last fetch, and Faust stops fetching a
+    partition while its stream buffer is full (flow control): a partition can look caught up
+    and quiet for seconds while records pile up for it on the broker. So the broker is asked
+    for the end (ListOffsets). On Tansu the answer is the base offset of the newest *batch* + 1,
+    a lower bound (``../shared/TANSU.md``); that is enough here, since fetches deliver whole
+    batches: any batch written after the handled offset starts at or after it, so the answer
+    passes it.
+    """
+    if not candidates:
+        return set()
+    ends = await app.consumer.highwaters(*candidates)
+    return {tp for tp, done in candidates.items() if ends.get(tp) is not None and ends[tp] <= done}
 
 
 @app.on_partitions_revoked.connect
@@ -240,8 +258,9 @@ async def advance_quiet_partitions() -> None:
     """Let quiet partitions stop holding back windows (the only wall-clock rule).
 
     A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read or
-    to handle* (see :func:`caught_up`) is advanced to the newest closed window of the busy
-    partitions: it closes its windows up to there and says so to stage 2.
+    to handle* (see :func:`handled_until` and :func:`still_quiet`) is advanced to the newest
+    closed window of the busy partitions: it closes its windows up to there and says so to
+    stage 2.
     With no busy partition it says nothing, unless every partition is quiet: then the input
     has stopped and every open window is closed. A partition that is behind, or not fetched
     yet, is never advanced: releasing windows without it would lose its counts.
@@ -254,15 +273,18 @@ async def advance_quiet_partitions() -> None:
     if not tps:
         return
     now = time.monotonic()
-    quiet: list[tuple[Source, str]] = []
+    candidates: dict[Any, int] = {}
     for tp in tps:
         source = (counted[tp.topic], tp.partition)
         if now - last_seen.get(source, started) < settings.idle_seconds:
             continue
         high = app.consumer.highwater(tp)
         position = await app.consumer.position(tp)
-        if caught_up(source, tp, high, position):
-            quiet.append((source, tp.topic))
+        done = handled_until(source, tp, high, position)
+        if done is not None:
+            candidates[tp] = done
+    confirmed = await still_quiet(candidates)
+    quiet = [((counted[tp.topic], tp.partition), tp.topic) for tp in tps if tp in confirmed]
     if not quiet:
         return
     quiet_sources = {s for s, _ in quiet}
