@@ -156,6 +156,28 @@ class AssembledWindow:
     groups: dict[str, SegmentCounts] = field(default_factory=dict)
 
 
+def merge_windows(windows: Iterable[AssembledWindow]) -> AssembledWindow:
+    """One window from the parts of it that several assemblers released (their groups are
+    disjoint: each holds other services).
+
+    >>> a, b = AssembledWindow(0, {"s1": {"x": [1]}}), AssembledWindow(0, {"s2": {"y": [2]}})
+    >>> merge_windows([a, b]).groups
+    {'s1': {'x': [1]}, 's2': {'y': [2]}}
+    """
+    parts = list(windows)
+    out = AssembledWindow(parts[0].start_ms)
+    for part in parts:
+        for group, segments in part.groups.items():
+            target = out.groups.setdefault(group, {})
+            for seg, counts in segments.items():
+                have = target.get(seg)
+                if have is None:
+                    target[seg] = list(counts)
+                else:
+                    add_counts(have, counts)
+    return out
+
+
 def _merge(
     start_ms: int, parts: Mapping[tuple[str, Hashable], Mapping[str, Counts]]
 ) -> AssembledWindow:
@@ -223,6 +245,15 @@ class WindowAssembler:
         self._sources.setdefault(source, _Source())
         self._pending.setdefault(start_ms, {})[(group, source)] = segments
 
+    @property
+    def horizon_ms(self) -> int | None:
+        """Every window ending at or before this time is complete here (released, or had no
+        partial at all); None until every source has closed something."""
+        closes = [s.closed_until_ms for s in self._sources.values()]
+        if any(c is None for c in closes):
+            return None
+        return min(c for c in closes if c is not None)
+
     def mark_closed(self, source: Hashable, closed_until_ms: int) -> list[AssembledWindow]:
         """Partition ``source`` has closed every window ending at or before this time."""
         src = self._sources.setdefault(source, _Source())
@@ -231,10 +262,9 @@ class WindowAssembler:
         return self._release()
 
     def _release(self) -> list[AssembledWindow]:
-        closes = [s.closed_until_ms for s in self._sources.values()]
-        if any(c is None for c in closes):
+        horizon = self.horizon_ms
+        if horizon is None:
             return []
-        horizon = min(c for c in closes if c is not None)
         ready = sorted(ws for ws in self._pending if ws + self.size_ms <= horizon)
         out = [_merge(ws, self._pending.pop(ws)) for ws in ready]
         if out:

@@ -20,7 +20,7 @@ from detectors.engine import DetectionEngine, EngineWindow
 from detectors.feedback import FeedbackQueue, apply_feedback
 from detectors.incidents import IncidentManager, IncidentUpdate
 from detectors.signals import FAMILIES
-from detectors.windows import AssembledWindow, WindowAssembler
+from detectors.windows import AssembledWindow, WindowAssembler, merge_windows
 from streams.app import app, settings
 from streams.incident_events import event_id, incident_event
 from streams.restore import Marker, markers_from, read_topic, still_open
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 GROUP_SEP = "\x1e"  # between input kind and service in an assembled window's group key
 
 assemblers: dict[int, WindowAssembler] = {}
+#: Windows released by some windows partitions' assemblers, waiting for the others (by start).
+released: dict[int, list[AssembledWindow]] = {}
 engine = DetectionEngine(window_ms=settings.window_ms)
 manager = IncidentManager()
 feedback = FeedbackQueue()
@@ -91,15 +93,38 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     if kind != "closed":
         log.warning("unknown message kind %r on the windows topic; ignored", kind)
         return []
-    updates: list[IncidentUpdate] = []
     for window in asm.mark_closed(source, msg["until"]):
-        end = window.start_ms + settings.window_ms
+        released.setdefault(window.start_ms, []).append(window)
+    # The engine judges each window once, with every service of this worker: a window part
+    # judged alone would read the services of the other windows partitions as silent.
+    horizons = [assemblers[p].horizon_ms if p in assemblers else None for p in windows_partitions()]
+    if not horizons or any(h is None for h in horizons):
+        return []
+    horizon = min(h for h in horizons if h is not None)
+    updates: list[IncidentUpdate] = []
+    for start in sorted(ws for ws in released if ws + settings.window_ms <= horizon):
+        window = merge_windows(released.pop(start))
+        end = start + settings.window_ms
         for fb in feedback.due(end):  # verdicts apply in event time, between windows
             changed, line = apply_feedback(engine, manager, fb, end)
             log.info("%s", line)
             updates.extend(changed)
         updates.extend(manager.process(end, engine.process(engine_window(window))))
     return updates
+
+
+def windows_partitions() -> list[int]:
+    """The windows-topic partitions whose windows this worker completes: those assigned to
+    it, or (before the assignment is known, e.g. while restoring) every partition."""
+    name = windows_topic.get_topic_name()
+    try:
+        mine = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == name)
+    except Exception:  # the consumer has not started yet
+        mine = []
+    if mine:
+        return mine
+    n = app.consumer.topic_partitions(name) if app.consumer is not None else None
+    return list(range(int(n or settings.partitions)))
 
 
 async def publish(update: IncidentUpdate) -> None:
