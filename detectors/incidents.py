@@ -183,7 +183,8 @@ class IncidentManager:
     reopen_ms
         An anomaly that would open a new incident less than this long after an incident it
         belongs with (same service) resolved reopens that incident instead: same key, so the
-        same dedup key on the wire (default 10 minutes).
+        same dedup key on the wire (default 10 minutes). Not an incident an operator's verdict
+        closed.
     """
 
     def __init__(
@@ -255,7 +256,9 @@ class IncidentManager:
             resolved = inc.resolved_at_ms
             if resolved is None or at_ms - resolved >= self.reopen_ms:
                 continue
-            if a.segment.service in inc.services and inc.cause_class != "detector_blind":
+            if inc.verdict is not None or inc.cause_class == "detector_blind":
+                continue  # an operator's verdict closed it: what comes back is news
+            if a.segment.service in inc.services:
                 self.closed.remove(inc)
                 inc.resolved_at_ms = None
                 self.open.append(inc)
