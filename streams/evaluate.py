@@ -266,7 +266,29 @@ def run(
     recorder: SeriesRecorder | None = None,
     on_history: Callable[[History], None] | None = None,
 ) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
-    """Run the detection path over ``source``; nothing is sent anywhere.
+    """Run the detection path over ``source``: the columnar fast path
+    (:func:`streams.fastload.run_fast`), which gives exactly what :func:`run_records` gives
+    (tested) at several times its speed."""
+    from streams.fastload import run_fast
+
+    return run_fast(
+        source, window_ms, lateness_ms, progress,
+        warm_start=warm_start, recorder=recorder, on_history=on_history,
+    )  # fmt: skip
+
+
+def run_records(
+    source: Path,
+    window_ms: int,
+    lateness_ms: int,
+    progress: bool = True,
+    *,
+    warm_start: Path | None = None,
+    recorder: SeriesRecorder | None = None,
+    on_history: Callable[[History], None] | None = None,
+) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
+    """Run the detection path over ``source`` record by record, as the worker's stages do;
+    nothing is sent anywhere.
 
     ``warm_start``: traffic files replayed first, to pre-train the detectors (they must end
     before ``source`` starts); ``on_history(History)`` is called once that is done.
