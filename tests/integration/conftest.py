@@ -40,9 +40,10 @@ def broker() -> Iterator[EmbeddedBroker]:
 class Worker:
     """A ``python -m streams worker`` subprocess with its own settings and log."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> None:
         self.env = env
         self.log_path = log_path
+        self.cwd = cwd
         self.settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("RADAR_")})
         self.process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
@@ -52,7 +53,7 @@ class Worker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streams", "worker", "-l", "info"],
             env=self.env,
-            cwd=ROOT,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
