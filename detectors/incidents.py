@@ -43,6 +43,10 @@ class Incident:
     cause: str = ""
     #: The declared maintenance window (start, end) the incident opened in, if any.
     maintenance: tuple[int, int] | None = None
+    #: Still open when its maintenance window ended: the maintenance overran (news in itself).
+    overran: bool = False
+    #: Open for ``LONG_MS`` or more (event time): one step more severe.
+    long_running: bool = False
     #: The operator's latest verdict (detectors.feedback.VERDICTS), if any.
     verdict: str | None = None
 
@@ -81,6 +85,8 @@ class Incident:
 
 
 SEVERITIES = ("critical", "error", "warning", "info")
+#: An incident open this long (event time) is one step more severe.
+LONG_MS = 30 * 60_000
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,17 @@ class IncidentUpdate:
     incident: Incident
     at_ms: int
     anomalies: tuple[Anomaly, ...]
+    #: As it was when the update happened (the incident goes on changing).
+    severity: str = field(init=False)
 
-    @property
-    def severity(self) -> str:
-        """From depth and breadth: a collapse (a drop of half) or several services is
-        critical, a drop of a fifth an error, less a warning; inside declared maintenance one
-        step lower; a resolve is info."""
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", self._severity())
+
+    def _severity(self) -> str:
+        """From depth, breadth and duration: a collapse (a drop of half) or several services
+        is critical, a drop of a fifth an error, less a warning; one step higher once open for
+        ``LONG_MS``; inside declared maintenance one step lower, but one step higher than
+        outside it once the maintenance overran its declared end; a resolve is info."""
         if self.action == "resolve":
             return "info"
         inc = self.incident
@@ -109,7 +120,11 @@ class IncidentUpdate:
         expected = getattr(ev, "expected", None)
         depth = expected - observed if observed is not None and expected is not None else 0.0
         level = 0 if (depth >= 0.5 or len(inc.services) > 1) else 1 if depth >= 0.2 else 2
-        if inc.maintenance is not None:
+        if inc.long_running:
+            level = max(level - 1, 0)
+        if inc.overran:
+            level = max(level - 1, 0)
+        elif inc.maintenance is not None:
             level = min(level + 1, 3)
         return SEVERITIES[level]
 
@@ -314,6 +329,15 @@ class IncidentManager:
                 found.open_members.discard(member)
                 _, action, changed = touched.get(found.key, (found, "update", []))
                 touched[found.key] = (found, action, [*changed, a])
+        for inc in self.open:  # what time alone changes: an overrun, a long outage
+            grew = False
+            ended = inc.maintenance[1] if inc.maintenance is not None else None
+            if ended is not None and not inc.overran and window_end_ms > ended:
+                inc.overran = grew = True
+            if not inc.long_running and window_end_ms - inc.opened_at_ms >= LONG_MS:
+                inc.long_running = grew = True
+            if grew and inc.key not in touched:
+                touched[inc.key] = (inc, "update", [])
         updates = []
         for inc, action, changed in touched.values():
             inc.cause_class, inc.cause = probable_cause(inc.anomalies)
@@ -322,7 +346,7 @@ class IncidentManager:
                 inc.resolved_at_ms = window_end_ms
                 self.open.remove(inc)
                 self.closed.append(inc)
-            if action == "update" and all(a.action == "resolve" for a in changed):
+            if action == "update" and changed and all(a.action == "resolve" for a in changed):
                 continue  # a member resolved, the incident goes on: nothing to announce
             updates.append(IncidentUpdate(action, inc, window_end_ms, tuple(changed)))
         return updates

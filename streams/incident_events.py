@@ -53,6 +53,8 @@ def summary(update: IncidentUpdate) -> str:
     shown = "n/a" if observed is None else _fmt(p.signal.name, observed)
     what = f"{p.signal.what} at {p.segment.label}: {shown} vs {_fmt(p.signal.name, ev.expected)}"
     where = "" if inc.maintenance is None else " (inside declared maintenance)"
+    if inc.overran and inc.maintenance is not None:
+        where = f" (declared maintenance overran its end, {iso_ms(inc.maintenance[1])})"
     if inc.verdict is not None:
         where += f" (operator: {inc.verdict.replace('_', ' ')})"
     if update.action == "resolve":
@@ -100,7 +102,11 @@ def incident_event(update: IncidentUpdate, source: str) -> dict[str, Any]:
         ],
         "maintenance": None
         if inc.maintenance is None
-        else {"start": iso_ms(inc.maintenance[0]), "end": iso_ms(inc.maintenance[1])},
+        else {
+            "start": iso_ms(inc.maintenance[0]),
+            "end": iso_ms(inc.maintenance[1]),
+            "overran": inc.overran,
+        },
         "verdict": inc.verdict,
         "feedback_notes": inc.notes,
     }

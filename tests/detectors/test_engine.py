@@ -259,11 +259,39 @@ def test_incident_inside_declared_maintenance_says_so() -> None:
          "start_time": later - 60_000, "end_time": later + 600_000, "status": "started"}
     )  # fmt: skip
     [pay] = manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
-    [shop] = manager.process(later, [_anomaly("requests.error_rate", Segment("shop"), later)])
+    updates = manager.process(later, [_anomaly("requests.error_rate", Segment("shop"), later)])
+    # The pay incident, still open an hour later, says its maintenance overran (an update).
+    [shop] = [u for u in updates if u.incident.services == {"shop"}]
+    assert [u.action for u in updates if u is not shop] == ["update"]
     assert (pay.severity, shop.severity) == ("info", "warning")  # one step lower inside
     by_service = {next(iter(i.services)): i for i in manager.incidents}
     assert by_service["pay"].maintenance == (T0 - 60_000, T0 + 600_000)
     assert by_service["shop"].maintenance is None  # declared after the incident opened
+
+
+def test_a_maintenance_that_overruns_raises_the_severity_when_its_end_passes() -> None:
+    manager = IncidentManager()
+    manager.declare_maintenance(
+        {"event_id": "m1", "event_time": T0 - 3_600_000, "service": "pay",
+         "start_time": T0 - 60_000, "end_time": T0 + 120_000, "status": "scheduled"}
+    )  # fmt: skip
+    [opened] = manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
+    assert opened.severity == "info"  # a "warning" one step lower inside maintenance
+    assert manager.process(T0 + 120_000, []) == []  # the declared end itself: not yet
+    [overrun] = manager.process(T0 + 130_000, [])
+    assert (overrun.action, overrun.severity) == ("update", "error")  # one step above outside
+    assert overrun.incident.overran
+    assert manager.process(T0 + 140_000, []) == []  # said once
+
+
+def test_an_incident_open_for_long_grows_one_step_more_severe_once() -> None:
+    manager = IncidentManager()
+    [opened] = manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
+    assert opened.severity == "warning"
+    assert manager.process(T0 + 29 * 60_000, []) == []
+    [long] = manager.process(T0 + 30 * 60_000, [])
+    assert (long.action, long.severity) == ("update", "error")
+    assert manager.process(T0 + 31 * 60_000, []) == []
 
 
 def test_a_surge_that_ended_before_the_errors_still_names_an_overload() -> None:

@@ -125,4 +125,3 @@ def _incident_events(broker: EmbeddedBroker, topic: str, timeout: float) -> list
             settled_since = None
         seen = now
     return seen
-
