@@ -461,6 +461,8 @@ class DetectionEngine:
         #: (the evidence of recovery, see ``_recovered``).
         self.open_level: dict[tuple[str, Segment], float] = {}
         self.recovery: dict[tuple[str, Segment], deque[Counts]] = {}
+        #: Open rate anomalies: window start of the last window that looked like the outage.
+        self.unflagged: dict[tuple[str, Segment], int] = {}
         #: Segments seen so far per (zero-fill signal, service): fed 0 when they send nothing.
         self.known: dict[tuple[str, str], set[Segment]] = {}
         #: Feedback: extra anomalous windows needed to open, and what changed, per member.
@@ -568,7 +570,8 @@ class DetectionEngine:
                 pooled_counts = det.warm and score[seg] >= self.normal_score
             anomalous = seg in roots or pooled_counts
             if life.is_open and key in self.open_level:
-                normal = self._recovered(signal, key, det, rollups[seg].counts, anomalous, t)
+                outage = seg in flagged or seg in pflagged  # this window, or the recent pool
+                normal = self._recovered(signal, key, det, rollups[seg].counts, outage, t)
             tr = life.update(end, anomalous=anomalous, normal=normal and not anomalous)
             if tr is not None:  # evidence (with bounds) only for what is reported
                 if tr.action == "open" and seg not in roots:
@@ -582,6 +585,7 @@ class DetectionEngine:
                 else:
                     self.open_level.pop(key, None)
                     self.recovery.pop(key, None)
+                    self.unflagged.pop(key, None)
             if seg not in flagged and seg not in pflagged:  # an outage is not learned
                 det.learn_one(x_now)
             if tr is not None and tr.action == "resolve" and signal.pooled:
@@ -601,18 +605,20 @@ class DetectionEngine:
         key: tuple[str, Segment],
         det: Any,
         counts: Counts,
-        anomalous: bool,
+        outage: bool,
         t: int,
     ) -> bool:
         """Whether an open rate anomaly is clearly over, judged on the most recent windows that
         hold enough evidence to tell (not on this window alone: a window with 0 or 2 trials
-        says nothing about a recovery).
+        says nothing about a recovery). ``outage``: this window or the recent pool is flagged.
 
         Walking back from this window, windows are added up until their trials are enough that
         the outage, had it gone on at the rate it opened with, would have been flagged on them
         (the detector's own rule decides). Those recent windows are clearly normal when their
-        rate is not flagged and scores below ``normal_score``. Without enough evidence within
-        ``2 * pool_ms`` the window is grey: the incident stays open.
+        rate is not flagged and scores below ``normal_score``. Without enough evidence, the
+        window is grey (the incident stays open) unless nothing, neither a window nor the pool,
+        has looked like the outage for ``2 * pool_ms``: a segment too quiet to prove its
+        recovery is not held open for ever.
 
         >>> from detectors.rates import SuccessRateDrop
         >>> eng = DetectionEngine(10_000)
@@ -629,15 +635,21 @@ class DetectionEngine:
         False
         >>> eng._recovered(sig, key, det, [20, 1, 0], False, 0)  # 22 of 23 recently: recovered
         True
-        >>> eng._recovered(sig, key, det, [1, 9, 0], False, 0)  # 1 of 10 now: not over
+        >>> eng._recovered(sig, key, det, [1, 9, 0], True, 0)  # 1 of 10 now: not over
         False
+        >>> [eng._recovered(sig, key, det, [0, 0, 0], False, t) for t in (590_000, 600_000)]
+        [False, True]
         """
+        limit = max(1, 2 * self.pool_ms // self.window_ms)
         recent = self.recovery.get(key)
         if recent is None:
-            recent = self.recovery[key] = deque(maxlen=max(1, 2 * self.pool_ms // self.window_ms))
+            recent = self.recovery[key] = deque(maxlen=limit)
         recent.append(list(counts))
-        if anomalous or not det.warm:
+        if outage or not det.warm or key not in self.unflagged:
+            self.unflagged[key] = t  # the last window that looked like the outage
             return False
+        if t - self.unflagged[key] >= 2 * self.pool_ms:
+            return True
         total = [0] * len(counts)
         for window in reversed(recent):
             for i, v in enumerate(window):
@@ -646,8 +658,8 @@ class DetectionEngine:
             trials = x.get("trials", 0)
             if trials <= 0:
                 continue
-            outage = {"successes": round(self.open_level[key] * trials), "trials": trials}
-            if det.is_anomalous(outage):  # enough to tell the outage from a recovery
+            at_outage_rate = {"successes": round(self.open_level[key] * trials), "trials": trials}
+            if det.is_anomalous(at_outage_rate):  # enough to tell the outage from a recovery
                 return not det.is_anomalous(x) and det.score_one(x) < self.normal_score
         return False
 
@@ -722,6 +734,7 @@ class DetectionEngine:
                 self.lifecycles[member] = self._lifecycle(member)
             self.open_level.pop(member, None)
             self.recovery.pop(member, None)
+            self.unflagged.pop(member, None)
         services = {(name, seg.service) for name, seg in members}
         for pool_key in services:
             self.pools.pop(pool_key, None)

@@ -205,6 +205,7 @@ def warm_start(
     engine.lifecycles.clear()
     engine.open_level.clear()
     engine.recovery.clear()
+    engine.unflagged.clear()
     engine.pools.clear()
     if manager is not None:
         for service, windows in replay.manager.maintenance.items():
