@@ -637,19 +637,20 @@ class DetectionEngine:
         True
         >>> eng._recovered(sig, key, det, [1, 9, 0], True, 0)  # 1 of 10 now: not over
         False
-        >>> [eng._recovered(sig, key, det, [0, 0, 0], False, t) for t in (590_000, 600_000)]
-        [False, True]
+        >>> quiet = (sig.name, Segment("shop"))  # a segment that sends nothing after its outage
+        >>> eng.open_level[quiet] = 0.2
+        >>> [eng._recovered(sig, quiet, det, [0, 0, 0], False, t) for t in (0, 590_000, 600_000)]
+        [False, False, True]
         """
         limit = max(1, 2 * self.pool_ms // self.window_ms)
         recent = self.recovery.get(key)
         if recent is None:
             recent = self.recovery[key] = deque(maxlen=limit)
         recent.append(list(counts))
-        if outage or not det.warm or key not in self.unflagged:
-            self.unflagged[key] = t  # the last window that looked like the outage
+        if not det.warm:
             return False
-        if t - self.unflagged[key] >= 2 * self.pool_ms:
-            return True
+        if outage or key not in self.unflagged:
+            self.unflagged[key] = t  # the last window that looked like the outage
         total = [0] * len(counts)
         for window in reversed(recent):
             for i, v in enumerate(window):
@@ -661,7 +662,7 @@ class DetectionEngine:
             at_outage_rate = {"successes": round(self.open_level[key] * trials), "trials": trials}
             if det.is_anomalous(at_outage_rate):  # enough to tell the outage from a recovery
                 return not det.is_anomalous(x) and det.score_one(x) < self.normal_score
-        return False
+        return t - self.unflagged[key] >= 2 * self.pool_ms
 
     def _lifecycle(self, member: tuple[str, Segment]) -> IncidentLifecycle:
         return IncidentLifecycle(
