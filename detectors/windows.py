@@ -168,14 +168,18 @@ def merge_windows(windows: Iterable[AssembledWindow]) -> AssembledWindow:
     out = AssembledWindow(parts[0].start_ms)
     for part in parts:
         for group, segments in part.groups.items():
-            target = out.groups.setdefault(group, {})
-            for seg, counts in segments.items():
-                have = target.get(seg)
-                if have is None:
-                    target[seg] = list(counts)
-                else:
-                    add_counts(have, counts)
+            _add_segments(out, group, segments)
     return out
+
+
+def _add_segments(window: AssembledWindow, group: str, segments: Mapping[str, Counts]) -> None:
+    target = window.groups.setdefault(group, {})
+    for seg, counts in segments.items():
+        have = target.get(seg)
+        if have is None:
+            target[seg] = list(counts)
+        else:
+            add_counts(have, counts)
 
 
 def _merge(
@@ -185,13 +189,7 @@ def _merge(
     for (group, _source), segments in sorted(
         parts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))
     ):
-        target = window.groups.setdefault(group, {})
-        for seg, counts in segments.items():
-            have = target.get(seg)
-            if have is None:
-                target[seg] = list(counts)
-            else:
-                add_counts(have, counts)
+        _add_segments(window, group, segments)
     return window
 
 
