@@ -9,7 +9,6 @@ in about a minute; detection works in event time and does not notice.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics
+from streams.processes import stop_group
 from streams.settings import Settings
 
 SERVICE = "wallet"
@@ -238,16 +238,7 @@ def _finished(incidents: list[dict[str, Any]], done_sending: bool) -> bool:
 
 
 def _stop(worker: subprocess.Popen[bytes] | None) -> None:
-    if worker is None or worker.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(worker.pid, signal.SIGTERM)
-    try:
-        worker.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(5)
+    stop_group(worker, grace_s=15)
 
 
 def _summary(say: Any, plan: DemoPlan, incidents: list[dict[str, Any]], seconds: float) -> int:

@@ -5,10 +5,8 @@ A broker that cannot start is a test *error*, never a skip.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics, free_port
+from streams.processes import stop_group
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,14 +75,7 @@ class Worker:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_group(proc)
         if self._log is not None:
             self._log.close()
             self._log = None
