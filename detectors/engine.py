@@ -25,8 +25,9 @@ from typing import Any
 from detectors.counts import SeasonalCount, SilenceDetector
 from detectors.invariants import InvariantBurst
 from detectors.lifecycle import IncidentLifecycle
+from detectors.novelty import MixNovelty
 from detectors.rates import SuccessRateDrop
-from detectors.signals import FAMILIES, MISSING, Family, split_key
+from detectors.signals import FAMILIES, LOGIN_REASONS, MISSING, Family, split_key
 
 Counts = list[int]
 #: (signal, segment, window start ms, detector input, score, flagged, detector) -> None;
@@ -94,6 +95,9 @@ class Signal:
     #: Feed every segment seen before a window of zero counts when it sends nothing (silence
     #: signals): a window that is never fed cannot be seen to be silent.
     zero_fill: bool = False
+    #: Judge the sum of the windows of the last ``span_ms`` instead of each window alone (a
+    #: mix of outcomes needs more events than a quiet segment's window holds).
+    span_ms: int = 0
 
 
 def _c(family: str, name: str) -> int:
@@ -127,6 +131,34 @@ def _events(*indices: int) -> Any:
         return {"t": t, "count": sum(counts[i] for i in indices)}
 
     return x
+
+
+def _mix(family: str, *names: str) -> Any:
+    """``{"counts": {name: count}}`` of some of ``family``'s counters (a :class:`MixNovelty`
+    input)."""
+    pairs = tuple((name, _c(family, name)) for name in names)
+
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        return {"counts": {name: counts[i] for name, i in pairs}}
+
+    return x
+
+
+def _novelty(family: str, what: str, *names: str) -> Signal:
+    """A service's mix of ``family`` outcomes, over the last minute, unlike any before.
+
+    Context, not primary: it joins (and explains) an incident another signal opens; a mix
+    never seen before is not always an outage (a new app version, a new failure code)."""
+    return Signal(
+        f"{family}.mix", family, (None,),
+        lambda w: MixNovelty(),
+        _mix(family, *names),
+        f"{what} mix",
+        *_by_dimension({None: "novel_outcome_mix"},
+                       {None: f"{what} mix on {{s}} unlike any seen before"}),
+        primary=False,
+        span_ms=60_000,
+    )  # fmt: skip
 
 
 def _silence(family: str, what: str, rollups: tuple[str | None, ...], *indices: int) -> Signal:
@@ -281,6 +313,10 @@ def default_signals() -> list[Signal]:
             *_by_dimension({None: "traffic_surge"}, {None: "request surge on section {v}"}),
             primary=False,
         ),
+        _novelty(T, "transaction outcome", "success", "failed", "pending", "completed_late"),
+        _novelty(L, "login outcome", "success", "forced_logout", "fail_other",
+                 *(f"fail_{r}" for r in LOGIN_REASONS)),
+        _novelty(OTP, "OTP code outcome", "delivered", "expired", "failed"),
         _silence(T, "transactions", ("partner_bank", None), *_t_events),
         _silence(L, "login attempts", (None,), *_l_events),
         _silence(B, "balance events", (None,), *_b_events),
@@ -451,6 +487,8 @@ class DetectionEngine:
         self.normal_score = normal_score
         self.pool_ms = pool_ms
         self.pools: dict[tuple[str, str], _Pool] = {}
+        #: Running sums of the signals judged over ``Signal.span_ms``.
+        self.spans: dict[tuple[str, str], _Pool] = {}
         self.detectors: dict[tuple[str, Segment], Any] = {}
         #: Pooled signals judge the running sum with detectors of their own, learned at that
         #: scale (a per-window baseline misjudges it: e.g. OTP deliveries land one window after
@@ -508,6 +546,11 @@ class DetectionEngine:
         cells: Mapping[str, Counts],
     ) -> list[Anomaly]:
         t = window.start_ms
+        if signal.span_ms > self.window_ms:
+            span = self.spans.get((signal.name, service))
+            if span is None:
+                span = self.spans[(signal.name, service)] = _Pool(signal.span_ms // self.window_ms)
+            cells = span.push(cells)
         rollups: dict[Segment, _Rollup] = _roll(family, signal, service, cells)
         if signal.zero_fill:
             known = self.known.setdefault((signal.name, service), set())

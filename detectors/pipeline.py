@@ -167,7 +167,7 @@ def warm_start(
     * discarded: the history's incidents (a throwaway manager correlates them; only their
       number is returned), the engine's lifecycles (an anomaly still open at the end of the
       history does not carry over: if the outage goes on, the first later windows open it
-      afresh) and the pooled running sums (they would mix history windows into the first
+      afresh) and the pooled and spanned running sums (they would mix history windows into the first
       later ones, across whatever gap separates them);
     * carried into ``manager`` (if given): maintenance windows declared in the history, since
       a declaration made earlier still covers later incidents.
@@ -183,8 +183,8 @@ def warm_start(
     >>> w = warm_start((logins(t, t % 10_000 != 0) for t in range(0, 600_000, 500)), engine)
     >>> (w.events, w.windows, w.first_ms, w.last_ms, w.incidents)
     (1200, 60, 0, 599500, 0)
-    >>> engine.lifecycles, engine.pools
-    ({}, {})
+    >>> engine.lifecycles, engine.pools, engine.spans
+    ({}, {}, {})
     """
     observer, engine.observer = engine.observer, None
     before = engine.windows_seen
@@ -207,6 +207,7 @@ def warm_start(
     engine.recovery.clear()
     engine.unflagged.clear()
     engine.pools.clear()
+    engine.spans.clear()
     if manager is not None:
         for service, windows in replay.manager.maintenance.items():
             manager.maintenance.setdefault(service, {}).update(windows)
