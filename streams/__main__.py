@@ -16,6 +16,8 @@ def prepare_worker() -> None:
 
     flavour = configure_for_broker()
     print(f"broker {settings.broker}: {flavour}", file=sys.stderr)
+    if settings.warm_start:
+        warm_start_worker(settings.warm_start)
     if not settings.create_topics:
         return
     try:
@@ -32,6 +34,21 @@ def prepare_worker() -> None:
         ) from exc
     if made:
         print(f"created topics: {', '.join(made)}", file=sys.stderr)
+
+
+def warm_start_worker(history: str) -> None:
+    """``RADAR_WARM_START``: pre-train the detection agent's detectors on traffic files, before
+    Faust starts (the windows topic, restored next, then continues from there)."""
+    from pathlib import Path
+
+    from streams.agents import detection
+    from streams.app import settings
+    from streams.evaluate import learn_history
+
+    print(f"warm start: reading {history} ...", file=sys.stderr)
+    learned = learn_history(Path(history), detection.engine, detection.manager,
+                            settings.lateness_ms)  # fmt: skip
+    print(f"{learned.line()} in {learned.stats.seconds:.1f} s", file=sys.stderr)
 
 
 def main() -> None:

@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from faust.cli import AppCommand, option
 
 from detectors.engine import DetectionEngine
-from detectors.incidents import Incident
+from detectors.incidents import Incident, IncidentManager
 from detectors.pipeline import OfflinePipeline, WarmStart
+from detectors.pipeline import warm_start as pretrain
 from streams.app import app, settings
 from streams.errors import RadarError
 from streams.progress import Progress
@@ -247,12 +248,34 @@ def warm_from(
             f"after {utc(history_end)}"
         ) from None
     stats.seconds = time.perf_counter() - t0
+    _check_learned(history, learned, stats, "--warm-start", "drop --warm-start")
+    return History(history, stats, errors, learned)
+
+
+def _check_learned(
+    history: Path, learned: WarmStart, stats: RunStats, option: str, instead: str
+) -> None:
     if learned.windows == 0:
         raise RadarError(
-            f"--warm-start history {history} holds no valid event to learn from "
+            f"{option} history {history} holds no valid event to learn from "
             f"({stats.invalid} invalid records); give traffic files of the input topics "
-            f"({', '.join(INPUT_TOPICS)}) from before the input, or drop --warm-start"
+            f"({', '.join(INPUT_TOPICS)}) from before the input, or {instead}"
         )
+
+
+def learn_history(history: Path, engine: DetectionEngine, manager: IncidentManager,
+                  lateness_ms: int) -> History:  # fmt: skip
+    """The worker's warm start (``RADAR_WARM_START``): pre-train ``engine`` on the traffic files
+    of ``history``, read and validated as ``evaluate`` reads them; maintenance windows they
+    declare go to ``manager``. Raises :class:`RadarError` if there is nothing to learn."""
+    errors = ErrorLog()
+    stats = RunStats()
+    t0 = time.perf_counter()
+    learned = pretrain(
+        _validated(_records(history, errors), stats, errors), engine, lateness_ms, manager
+    )
+    stats.seconds = time.perf_counter() - t0
+    _check_learned(history, learned, stats, "RADAR_WARM_START", "unset RADAR_WARM_START")
     return History(history, stats, errors, learned)
 
 

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -122,6 +123,10 @@ class Settings:
     #: delay (doubled per attempt, with jitter) and the cap of any delay.
     webhook_backoff_seconds: float = 0.5
     webhook_max_backoff_seconds: float = 60.0
+    #: ``RADAR_WARM_START``: traffic files (a directory or one file, as ``evaluate --warm-start``
+    #: takes) the worker's detectors learn from at start-up, before the first live window: e.g.
+    #: ``python -m streams record`` output of the last days. Empty: start cold.
+    warm_start: str = ""
     topics: Topics = field(default_factory=Topics)
 
     @classmethod
@@ -186,6 +191,12 @@ class Settings:
             if value < low:
                 raise ConfigError(f"{name}={value!r} is too small; it must be at least {low}")
         self._validate_webhook()
+        if self.warm_start and not Path(self.warm_start).exists():
+            raise ConfigError(
+                f"RADAR_WARM_START={self.warm_start!r} does not exist; give a directory of traffic "
+                "files (python -m streams record or simulate writes them) or one such file, or "
+                "unset it to start cold"
+            )
 
     def _validate_webhook(self) -> None:
         if self.webhook_url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import struct
@@ -247,3 +248,53 @@ def test_evaluate_warm_start_overlapping_the_input_exits_2_with_both_ranges(
         f"but the input {traffic['root'] / 'input'} runs from {_utc(first)} to {_utc(last)}"
     ) in result.stderr
     assert "the history must end before the input starts" in result.stderr
+
+
+# -- the worker's warm start (RADAR_WARM_START) ----------------------------------------------
+
+
+def test_worker_warm_start_pretrains_the_detection_agent(
+    traffic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from detectors.incidents import IncidentManager
+    from streams.__main__ import warm_start_worker
+    from streams.agents import detection
+
+    engine, manager = DetectionEngine(10_000), IncidentManager()
+    monkeypatch.setattr(detection, "engine", engine)
+    monkeypatch.setattr(detection, "manager", manager)
+    north = engine.detector(
+        next(s for s in engine.signals if s.name == "logins.success_rate"),
+        Segment("wallet", "region", "north"),
+    )
+    assert not north.warm
+    warm_start_worker(str(traffic["root"] / "history"))
+    events = len((traffic["root"] / "history" / "logins.jsonl").read_text().splitlines())
+    assert engine.windows_seen == 540 and north.warm
+    # Learned, but the history's own outage is neither an incident nor still open.
+    assert engine.lifecycles == {} and manager.incidents == []
+    err = capsys.readouterr().err
+    assert f"warm start: learned {events} history events in 540 windows" in err
+
+
+def test_worker_warm_start_without_valid_history_says_so(tmp_path: Path) -> None:
+    from detectors.incidents import IncidentManager
+    from streams.evaluate import learn_history
+
+    (tmp_path / "logins.jsonl").write_text('{"topic": "logins", "timestamp": 1, "value": {}}\n')
+    with pytest.raises(RadarError) as err:
+        learn_history(tmp_path, DetectionEngine(10_000), IncidentManager(), 5_000)
+    assert f"RADAR_WARM_START history {tmp_path} holds no valid event to learn from (1 invalid" in (
+        str(err.value)
+    )
+    assert "or unset RADAR_WARM_START" in str(err.value)
+
+
+def test_worker_with_a_missing_warm_start_path_exits_1_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", "worker"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "RADAR_WARM_START": str(missing)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert f"RADAR_WARM_START={str(missing)!r} does not exist" in result.stderr

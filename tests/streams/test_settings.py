@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from streams.settings import INPUT_TOPICS, PREFIX, Settings, Topics
 
 FIELDS = [f for f in dataclasses.fields(Settings) if f.name != "topics"]
 TOPIC_FIELDS = [f.name for f in dataclasses.fields(Topics)]
+HERE = Path(__file__).resolve().parent  # an existing directory, for RADAR_WARM_START
 
 #: A valid, non-default raw value and its parsed value, per setting.
 OVERRIDES: dict[str, tuple[str, object]] = {
@@ -27,6 +29,7 @@ OVERRIDES: dict[str, tuple[str, object]] = {
     "stale_seconds": ("42.5", 42.5),
     "max_lag": ("1234", 1234),
     "max_record_bytes": ("2048", 2048),
+    "warm_start": (str(HERE), str(HERE)),
     "web_enabled": ("yes", True),
     "web_port": ("7070", 7070),
     "data_dir": ("/var/lib/radar", "/var/lib/radar"),
@@ -329,3 +332,11 @@ def test_webhook_backoff_cap_below_first_delay_names_both() -> None:
     message = str(info.value)
     assert "RADAR_WEBHOOK_MAX_BACKOFF_SECONDS=2.0" in message
     assert "RADAR_WEBHOOK_BACKOFF_SECONDS=5.0" in message
+
+
+def test_warm_start_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "history"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"RADAR_WARM_START": str(missing)})
+    assert f"RADAR_WARM_START={str(missing)!r} does not exist" in str(err.value)
+    assert "unset it to start cold" in str(err.value)
