@@ -22,7 +22,7 @@ reference window of learned vectors put little mass. The decision compares it wi
 segment's own recent scores: a window is novel when its score is above the `quantile` of the
 last `reference` learned scores *and* at least one share is `min_z` standard deviations away
 from its baseline. Both, because the trees' score saturates: measured on the example below,
-ordinary windows score up to 0.968 and a quarter of logins failing as "not registered" 0.984,
+ordinary windows score up to 0.936 and a quarter of logins failing as "not registered" 0.953,
 so the score ranks windows by how unusual their combination is, and the share gate keeps a
 combination of small, individually ordinary wobbles from paging.
 
@@ -128,6 +128,18 @@ class MixEvidence:
         return "up" if self.z >= 0 else "down"
 
 
+@dataclass(slots=True)
+class _View:
+    """One window as the detector sees it: shares, their angles, z-scores, squashed vector."""
+
+    shares: dict[str, float]
+    total: int
+    angles: dict[str, float]
+    z: dict[str, float]
+    u: dict[str, float]
+    score: float | None = None  # the trees' score, once asked
+
+
 class MixNovelty(base.AnomalyDetector):
     """Windows whose outcome mix is unlike the segment's history (HalfSpaceTrees on shares).
 
@@ -139,7 +151,11 @@ class MixNovelty(base.AnomalyDetector):
     min_total
         Fewest events in a window to judge or learn it.
     n_trees, height, window_size, seed
-        `river.anomaly.HalfSpaceTrees`' own; `window_size` learned windows make it warm.
+        `river.anomaly.HalfSpaceTrees`' own; `window_size` learned windows make it warm. Height
+        6 (River's default: 15) is 64 leaves per tree for mixes of 3 to 9 shares: measured on
+        the tests' login mixes, the same ROC AUC (1.0 against 0.9999 at height 8) and the same
+        flags (1 in 3,000 ordinary windows), and a tree built 4 times faster (9 ms against 37 ms
+        for the 25 trees: every segment builds its own).
     half_life
         Learned windows after which one's weight in the baseline shares and spreads has halved.
     reference
@@ -154,7 +170,7 @@ class MixNovelty(base.AnomalyDetector):
         self,
         min_total: int = 30,
         n_trees: int = 25,
-        height: int = 8,
+        height: int = 6,
         window_size: int = 250,
         half_life: float = 2000.0,
         reference: int = 2000,
@@ -180,6 +196,7 @@ class MixNovelty(base.AnomalyDetector):
         self._extra: dict[str, float] = {}  # between-window variance beyond sampling noise
         self._scores = stats.RollingQuantile(quantile, reference)
         self.n_learned = 0
+        self._memo: tuple[tuple[Any, ...], _View | None] | None = None
 
     @classmethod
     def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
@@ -195,88 +212,86 @@ class MixNovelty(base.AnomalyDetector):
         got = self._scores.get()
         return 1.0 if got is None else float(got)
 
-    def _shares(self, x: Mapping[Any, Any]) -> tuple[dict[str, float], int] | None:
+    def _view(self, x: Mapping[Any, Any]) -> _View | None:
+        """``x`` seen by this detector's current state (None: not judged), memoised until the
+        next learned window: the engine scores, decides and learns each window in turn."""
         counts = x.get("counts")
         if not isinstance(counts, Mapping):
             return None
         cats = self._categories if self._categories is not None else tuple(sorted(counts))
-        values = {}
-        for c in cats:
-            v = counts.get(c, 0)
-            if not isinstance(v, int | float) or v < 0 or v != v:
-                return None
-            values[c] = float(v)
-        total = sum(values.values())
-        if total < self.min_total or total <= 0:
-            return None
-        return {c: v / total for c, v in values.items()}, int(total)
+        raw = tuple(counts.get(c, 0) for c in cats)
+        key = (self.n_learned, cats, raw)
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        view = None
+        valid = all(isinstance(v, int | float) and v >= 0 and v == v for v in raw)
+        total = sum(raw) if valid else 0
+        if valid and total >= self.min_total and total > 0:
+            shares = {c: v / total for c, v in zip(cats, raw, strict=True)}
+            angles = {c: math.asin(math.sqrt(min(1.0, p))) for c, p in shares.items()}
+            z = {}
+            for c, angle in angles.items():
+                spread = math.sqrt(1.0 / (4.0 * total) + self._extra.get(c, 0.0))
+                z[c] = (angle - self._mean.get(c, angle)) / spread
+            u = {c: 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, v)) / 2.0)) for c, v in z.items()}
+            view = _View(shares, int(total), angles, z, u)
+        self._memo = (key, view)
+        return view
 
-    def _z(self, shares: Mapping[str, float], total: int) -> dict[str, float]:
-        out = {}
-        for c, p in shares.items():
-            angle = math.asin(math.sqrt(min(1.0, p)))
-            spread = math.sqrt(1.0 / (4.0 * total) + self._extra.get(c, 0.0))
-            out[c] = (angle - self._mean.get(c, angle)) / spread
-        return out
-
-    @staticmethod
-    def _squash(z: Mapping[str, float]) -> dict[str, float]:
-        return {c: 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, v)) / 2.0)) for c, v in z.items()}
+    def _score(self, view: _View) -> float:
+        if view.score is None:
+            view.score = float(self._trees.score_one(view.u))
+        return view.score
 
     def score_one(self, x: Mapping[Any, Any]) -> float:
-        got = self._shares(x)
-        if got is None or not self.warm:
+        view = self._view(x)
+        if view is None or not self.warm:
             return 0.0
-        return float(self._trees.score_one(self._squash(self._z(*got))))
+        return self._score(view)
 
     def is_anomalous(self, x: Mapping[Any, Any]) -> bool:
-        got = self._shares(x)
-        if got is None or not self.warm:
+        view = self._view(x)
+        if view is None or not self.warm:
             return False
-        z = self._z(*got)
-        if max(abs(v) for v in z.values()) < self.min_z:
+        if max(abs(v) for v in view.z.values()) < self.min_z:
             return False
-        return float(self._trees.score_one(self._squash(z))) > self.threshold
+        return self._score(view) > self.threshold
 
     def explain(self, x: Mapping[Any, Any]) -> MixEvidence:
-        got = self._shares(x)
+        view = self._view(x)
         score = self.score_one(x)
-        if got is None:
+        if view is None:
             return MixEvidence(None, None, 0.0, 0.0, 1.0, 0.0, score, self.threshold, 0.0, {},
                                self.warm)  # fmt: skip
-        shares, total = got
-        z = self._z(shares, total)
+        z = view.z
         feature = max(z, key=lambda c: abs(z[c]))
-        mean = self._mean.get(feature, math.asin(math.sqrt(shares[feature])))
-        spread = math.sqrt(1.0 / (4.0 * total) + self._extra.get(feature, 0.0))
+        mean = self._mean.get(feature, view.angles[feature])
+        spread = math.sqrt(1.0 / (4.0 * view.total) + self._extra.get(feature, 0.0))
 
         def share(angle: float) -> float:
             return math.sin(max(0.0, min(math.pi / 2, angle))) ** 2
 
         return MixEvidence(
-            feature, shares[feature], share(mean),
+            feature, view.shares[feature], share(mean),
             share(mean - self.min_z * spread), share(mean + self.min_z * spread),
-            z[feature], score, self.threshold, float(total), dict(shares), self.warm,
+            z[feature], score, self.threshold, float(view.total), dict(view.shares), self.warm,
         )  # fmt: skip
 
     def learn_one(self, x: Mapping[Any, Any]) -> None:
-        got = self._shares(x)
-        if got is None:
+        view = self._view(x)
+        if view is None:
             return
-        shares, total = got
         if self._categories is None:
-            self._categories = tuple(shares)
+            self._categories = tuple(view.shares)
         if self.warm:
-            self._scores.update(self.score_one(x))
-        z = self._z(shares, total)
-        self._trees.learn_one(self._squash(z))
+            self._scores.update(self._score(view))
+        self._trees.learn_one(view.u)
         # Early on the baseline moves fast (plain mean), then it forgets at `half_life`.
         a = max(self._alpha, 1.0 / (self.n_learned + 1))
-        for c, p in shares.items():
-            angle = math.asin(math.sqrt(min(1.0, p)))
+        for c, angle in view.angles.items():
             mean = self._mean.get(c, angle)
             d = angle - mean
             self._mean[c] = mean + a * d
-            extra = d * d - 1.0 / (4.0 * total)
+            extra = d * d - 1.0 / (4.0 * view.total)
             self._extra[c] = max(0.0, (1 - a) * self._extra.get(c, 0.0) + a * extra)
         self.n_learned += 1

@@ -167,8 +167,8 @@ def warm_start(
     * discarded: the history's incidents (a throwaway manager correlates them; only their
       number is returned), the engine's lifecycles (an anomaly still open at the end of the
       history does not carry over: if the outage goes on, the first later windows open it
-      afresh) and the pooled and spanned running sums (they would mix history windows into the first
-      later ones, across whatever gap separates them);
+      afresh) and the pooled and spanned running sums (they would mix history windows into the
+      first later ones, across whatever gap separates them);
     * carried into ``manager`` (if given): maintenance windows declared in the history, since
       a declaration made earlier still covers later incidents.
 
