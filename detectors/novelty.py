@@ -80,7 +80,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import anomaly, base, stats
+from river import base, stats
 
 __all__ = ["MixEvidence", "MixNovelty"]
 
@@ -187,7 +187,11 @@ class MixNovelty(base.AnomalyDetector):
         self.quantile = quantile
         self.min_z = min_z
         self.seed = seed
-        self._trees = anomaly.HalfSpaceTrees(
+        # Imported here, not at the top: `river.anomaly` imports scipy.stats (0.5 s), which
+        # every `python -m streams` command would pay for, detecting or not.
+        from river.anomaly import HalfSpaceTrees
+
+        self._trees = HalfSpaceTrees(
             n_trees=n_trees, height=height, window_size=window_size, seed=seed
         )
         self._alpha = 1.0 - 0.5 ** (1.0 / half_life)
