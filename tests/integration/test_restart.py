@@ -68,7 +68,7 @@ def test_a_worker_killed_mid_incident_restarts_without_losing_or_repeating_it(
         return _kept_count(values) >= len(records)
 
     partials = consume(broker.bootstrap, topics.windows, all_counted, timeout=60)
-    assert _kept_count(partials) == len(records)
+    assert _kept_count(partials) == len(records), _missing(partials, records) + second.log()[-4000:]
     dead = consume(broker.bootstrap, topics.deadletter, lambda v: False, timeout=2)
     assert dead == []
 
@@ -80,3 +80,23 @@ def _kept_count(values: list[dict[str, Any]]) -> int:
             key = (v["topic"], v["src"], v["window"], v["group"])
             kept[key] = sum(sum(c) for c in v["segments"].values())
     return sum(kept.values())
+
+
+def _missing(values: list[dict[str, Any]], records: list[tuple[Any, bytes, int]]) -> str:
+    """Where counted and sent records differ, per 10-second window: for the failure message."""
+    kept: dict[tuple[Any, ...], int] = {}
+    for v in values:
+        if v["kind"] == "partial":
+            kept[(v["topic"], v["src"], v["window"], v["group"])] = sum(
+                sum(c) for c in v["segments"].values()
+            )
+    counted: dict[int, int] = {}
+    for (_, _, window, _), n in kept.items():
+        counted[window] = counted.get(window, 0) + n
+    sent: dict[int, int] = {}
+    for _, _, ts in records:
+        sent[ts - ts % 10_000] = sent.get(ts - ts % 10_000, 0) + 1
+    diff = {w: (sent.get(w, 0), counted.get(w, 0)) for w in sorted(set(sent) | set(counted))
+            if sent.get(w, 0) != counted.get(w, 0)}  # fmt: skip
+    markers = [v for v in values if v["kind"] != "partial"][-8:]
+    return f"windows (sent, counted) that differ: {diff}; last markers: {markers}\n"
