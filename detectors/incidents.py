@@ -15,7 +15,7 @@ Event time only: the same anomalies in the same windows always give the same inc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from detectors.engine import Anomaly, Segment
@@ -99,9 +99,17 @@ class IncidentUpdate:
     anomalies: tuple[Anomaly, ...]
     #: As it was when the update happened (the incident goes on changing).
     severity: str = field(init=False)
+    #: The incident as it was when the update happened, for what is published of it: updates
+    #: can be published after later ones are decided (the worker publishes every update a
+    #: windows message completes; measured: an opening inside maintenance published after the
+    #: overrun update of a later window was decided said "overran" in its summary).
+    state: Incident = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", self._severity())
+        inc = self.incident
+        state = replace(inc, anomalies=list(inc.anomalies), open_members=set(inc.open_members))
+        object.__setattr__(self, "state", state)
 
     def _severity(self) -> str:
         """From depth, breadth and duration: a collapse (a drop of half) or several services

@@ -46,7 +46,7 @@ def event_id(update: IncidentUpdate) -> str:
 
 
 def summary(update: IncidentUpdate) -> str:
-    inc = update.incident
+    inc = update.state
     p = inc.primary
     ev = p.evidence
     observed = getattr(ev, "observed", None)
@@ -72,7 +72,7 @@ def _fmt(signal: str, value: float) -> str:
 
 def incident_event(update: IncidentUpdate, source: str) -> dict[str, Any]:
     """The incident event for one update (``schemas/incident.v1.json``)."""
-    inc = update.incident
+    inc = update.state
     primary = inc.primary
     # The evidence shown: the primary anomaly's when it opens or grows; the resolving
     # window's when it resolves (what recovery looked like).

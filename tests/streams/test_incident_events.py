@@ -107,3 +107,29 @@ def test_a_verdict_and_its_notes_reach_the_wire() -> None:
     assert body["data"]["payload"]["severity"] == "info"
     assert "(operator: expected)" in body["data"]["payload"]["summary"]
     validator("incident")(body)
+
+
+def test_an_update_is_published_as_it_was_decided_not_as_the_incident_is_now() -> None:
+    # The worker publishes every update one windows message completes after deciding them
+    # all: an opening inside maintenance, rendered after the overrun of a later window was
+    # decided, must still say "inside declared maintenance" (it once said "overran").
+    def bad(bank: str, region: str) -> float:
+        return 0.1 if bank == "ACB" else 0.985
+
+    engine, manager = DetectionEngine(W), IncidentManager()
+    manager.declare_maintenance(
+        {"event_id": "m1", "event_time": T0, "service": "wallet",
+         "start_time": T0 + 50 * W, "end_time": T0 + 90 * W, "status": "scheduled"}
+    )  # fmt: skip
+    out: list[IncidentUpdate] = []
+    for w in scenario(bad, volume=20, seed=11):
+        out += manager.process(w.start_ms + W, engine.process(w))
+    opened = out[0]
+    overrun = next(u for u in out if u.incident.overran and u.action == "update")
+    assert opened.action == "open" and opened.incident is overrun.incident  # the same incident
+    first, later = incident_event(opened, "/r"), incident_event(overrun, "/r")  # after the run
+    assert "(inside declared maintenance)" in first["data"]["payload"]["summary"]
+    assert first["data"]["payload"]["custom_details"]["maintenance"]["overran"] is False
+    assert "declared maintenance overran its end" in later["data"]["payload"]["summary"]
+    assert later["data"]["payload"]["custom_details"]["maintenance"]["overran"] is True
+    assert first["data"]["payload"]["custom_details"]["status"] == "open"
