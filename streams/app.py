@@ -38,6 +38,34 @@ def faust_config(s: Settings) -> dict[str, Any]:
     return conf
 
 
+def keep_unacked_head_uncommitted() -> None:
+    """Never commit past an unacked record (faust-streaming 0.15.3 does, by one).
+
+    Faust stores the committed offset as the next offset to read, but its head-gap check in
+    ``Consumer._new_offset`` treats it as the last one read: with offset N committed, N not
+    acked and N+1... acked, ``min(acked) - N`` is 1, "no gap", and it commits past N. Ingest
+    holds exactly such records (the first of each open window, see streams.agents.ingest), so
+    a restart lost the open windows (measured: a 631-record window read back as 0). Offsets
+    Faust knows to be gaps (``_gap``) still go through its own merge. Idempotent.
+    """
+    from faust.transport.consumer import Consumer
+
+    if getattr(Consumer, "_radar_head_kept", False):
+        return
+    original = Consumer._new_offset
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        acked, committed = self._acked[tp], self._committed_offset[tp]
+        if acked and committed is not None and not self._gap[tp] and min(acked) > committed:
+            return None  # the record at `committed` is not acked yet
+        result: int | None = original(self, tp)
+        return result
+
+    setattr(Consumer, "_new_offset", new_offset)  # noqa: B010
+    setattr(Consumer, "_radar_head_kept", True)  # noqa: B010
+
+
+keep_unacked_head_uncommitted()
 if settings.broker_flavour == "tansu":
     patch_faust_for_tansu()
 
