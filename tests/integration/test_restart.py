@@ -32,7 +32,13 @@ def test_a_worker_killed_mid_incident_restarts_without_losing_or_repeating_it(
     before = [r for r in records if r[2] < cut]
     after = [r for r in records if r[2] >= cut]
 
-    first = start_worker()
+    # RADAR_IDLE_SECONDS=15: the wall-clock rule must not fire while this test is producing.
+    # With the fixtures' 2 s, a stall of the test's own producer under load (it happened in 2
+    # of 4 full runs) let the input look stopped: every open window was closed, and the rest
+    # of its records were rightly dead-lettered as late. Reproduced by a 4 s pause between two
+    # produce calls; with 15 s the same pause counts every record.
+    idle = {"RADAR_IDLE_SECONDS": "15"}
+    first = start_worker(**idle)
     topics = first.settings.topics
     produce(broker.bootstrap, topics.transactions, before)
     opened = consume(broker.bootstrap, topics.incidents, _has("trigger"), timeout=120)
@@ -44,7 +50,7 @@ def test_a_worker_killed_mid_incident_restarts_without_losing_or_repeating_it(
     first.process.wait(10)
     produce(broker.bootstrap, topics.transactions, after)
 
-    second = start_worker()  # same app id and topics: the same consumer group
+    second = start_worker(**idle)  # same app id and topics: the same consumer group
     events = consume(broker.bootstrap, topics.incidents, _has("resolve"), timeout=120)
     log = second.log()
     assert second.alive, log[-3000:]
@@ -68,8 +74,10 @@ def test_a_worker_killed_mid_incident_restarts_without_losing_or_repeating_it(
         return _kept_count(values) >= len(records)
 
     partials = consume(broker.bootstrap, topics.windows, all_counted, timeout=60)
-    assert _kept_count(partials) == len(records), _missing(partials, records) + second.log()[-4000:]
     dead = consume(broker.bootstrap, topics.deadletter, lambda v: False, timeout=2)
+    kinds = sorted({str(d.get("error_kind")) for d in dead})
+    why = f"{len(dead)} dead-lettered ({kinds}); {_missing(partials, records)}"
+    assert _kept_count(partials) == len(records), why + second.log()[-4000:]
     assert dead == []
 
 
