@@ -52,7 +52,10 @@ handled_next: dict[Source, int] = {}
 first_records: dict[Source, dict[int, Any]] = {}
 #: The ingest agent's stream, for acks made outside it (the quiet-partition timer).
 agent_stream: Any = None
-started = time.monotonic()
+#: Input partitions this worker owns (assigned, not revoked since), with the wall-clock time
+#: each was assigned; and when the agent first handled a record at all (see quiet_seconds).
+owned: dict[Source, float] = {}
+first_handled: list[float] = []
 
 
 def windows_for(source: Source) -> PartitionWindows:
@@ -130,10 +133,17 @@ async def ingest(stream: Any) -> None:
         if not restored.is_set():
             await restored.wait()
         touched: dict[Source, str] = {}
+        if not first_handled:
+            first_handled.append(time.monotonic())
         for event in events:
             msg = event.message
             kind = KIND_OF_TOPIC.get(msg.topic, "")
             source = (kind, msg.partition)
+            if kind in FAMILIES and source not in owned:
+                # Revoked while this batch waited (a rebalance): its next owner reads it
+                # again from the committed offset; counting it here would build state for a
+                # partition this worker no longer has (and count it twice if it came back).
+                continue
             # Handled from here: a counted record is added below with no await in between,
             # so the idle timer never sees it handled and not yet counted.
             handled_next[source] = msg.offset + 1
@@ -189,12 +199,14 @@ async def ingest(stream: Any) -> None:
                 await stream.ack(event)
         now = time.monotonic()
         for source, topic_name in touched.items():
+            mine = windows.get(source)
+            if mine is None:  # revoked during this batch's sends: the next owner counts it
+                continue
             last_seen[source] = now
-            pw = windows[source]
-            before = pw.closed_until_ms
-            closed = pw.pop_closed()
-            if pw.closed_until_ms != before:
-                await emit_closed(source, topic_name, closed, pw.closed_until_ms)
+            before = mine.closed_until_ms
+            closed = mine.pop_closed()
+            if mine.closed_until_ms != before:
+                await emit_closed(source, topic_name, closed, mine.closed_until_ms)
 
 
 def handled_until(source: Source, tp: Any, high: int | None, position: int | None) -> int | None:
@@ -247,10 +259,52 @@ async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any)
         kind = KIND_OF_TOPIC.get(tp.topic)
         if kind is not None:
             source = (kind, tp.partition)
+            owned.pop(source, None)
+            last_seen.pop(source, None)
             handled_next.pop(source, None)
             windows.pop(source, None)
             extractors.pop(source, None)
             first_records.pop(source, None)
+
+
+@app.on_partitions_assigned.connect
+async def note_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+    """Start the quiet clock of each newly assigned input partition (see quiet_seconds)."""
+    assigned = args[0] if args else kwargs.get("assigned", ())
+    now = time.monotonic()
+    for tp in assigned:
+        kind = KIND_OF_TOPIC.get(tp.topic)
+        if kind is not None:
+            owned.setdefault((kind, tp.partition), now)
+
+
+def quiet_seconds(
+    now: float, last_record: float | None, assigned: float | None, first_handled: float | None
+) -> float | None:
+    """How long a partition has been quiet, counted only while records were flowing to it.
+
+    From its last record; for a partition with no record yet, from when the input started
+    flowing (the agent's first record) or from its assignment, whichever is later; None (not
+    quiet: nothing is known yet) before the agent has handled any record. Counting from the
+    worker's start instead let a partition whose first batch reached the broker a moment
+    after the others' be advanced past its own records at the start of a replay, which
+    dead-lettered them as late (a fresh-clone CI run lost the first minutes of an OTP
+    partition this way and raised a false incident).
+
+    >>> quiet_seconds(100.0, last_record=97.0, assigned=10.0, first_handled=50.0)
+    3.0
+    >>> quiet_seconds(100.0, last_record=None, assigned=10.0, first_handled=98.0)
+    2.0
+    >>> quiet_seconds(100.0, last_record=None, assigned=99.0, first_handled=50.0)
+    1.0
+    >>> quiet_seconds(100.0, last_record=None, assigned=10.0, first_handled=None) is None
+    True
+    """
+    if last_record is not None:
+        return now - last_record
+    if first_handled is None:
+        return None
+    return now - max(first_handled, assigned if assigned is not None else first_handled)
 
 
 @app.timer(interval=1.0)
@@ -276,7 +330,9 @@ async def advance_quiet_partitions() -> None:
     candidates: dict[Any, int] = {}
     for tp in tps:
         source = (counted[tp.topic], tp.partition)
-        if now - last_seen.get(source, started) < settings.idle_seconds:
+        first = first_handled[0] if first_handled else None
+        idle = quiet_seconds(now, last_seen.get(source), owned.get(source), first)
+        if idle is None or idle < settings.idle_seconds:
             continue
         high = app.consumer.highwater(tp)
         position = await app.consumer.position(tp)
