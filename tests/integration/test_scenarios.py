@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -90,11 +91,15 @@ def test_each_seed_outage_is_one_incident_with_a_trigger_and_a_resolve(
         worker = Worker(env, tmp_path / "worker.log", cwd=worker_dir)
         try:
             worker.start()
-            _cli(["replay", str(data), "--speed", "max"], env, ROOT, timeout=300)
+            replayed = _cli(["replay", str(data), "--speed", "max"], env, ROOT, timeout=300)
             events = _incident_events(broker, defaults.topics.incidents, timeout=240)
             assert worker.alive, worker.log()[-3000:]
+            dead = consume(broker.bootstrap, defaults.topics.deadletter, lambda v: False, 2)
         finally:
             worker.stop()
+    # What the broker path did, for any failure below: offline `evaluate` on the same files
+    # gives one incident per scenario, so a difference is in what reached the detectors.
+    why = _diagnosis(replayed, dead, worker.log())
 
     schema = load_schema("incident")
     for e in events:
@@ -103,20 +108,39 @@ def test_each_seed_outage_is_one_incident_with_a_trigger_and_a_resolve(
     for e in events:
         by_key[e["data"]["dedup_key"]].append(e)
     summary = {k: [e["type"] for e in v] for k, v in by_key.items()}
-    assert len(by_key) == 1, f"{scenario}: one incident expected, got {summary}"
+    assert len(by_key) == 1, f"{scenario}: one incident expected, got {summary}\n{why}"
     (evs,) = by_key.values()
     kinds = [e["type"].rsplit(".", 1)[1] for e in evs]  # triggered / updated / resolved
-    assert kinds[0] == "triggered" and kinds[-1] == "resolved", summary
-    assert kinds.count("triggered") == 1 and kinds.count("resolved") == 1, kinds
+    assert kinds[0] == "triggered" and kinds[-1] == "resolved", f"{summary}\n{why}"
+    assert kinds.count("triggered") == 1 and kinds.count("resolved") == 1, f"{kinds}\n{why}"
     assert len({e["id"] for e in evs}) == len(evs)  # no event published twice
     # It is the labelled outage: opened inside it, on one of its services, with its cause.
     label = labels[0]
     trigger = evs[0]
     details = trigger["data"]["payload"]["custom_details"]
-    assert label["start"] < _ms(details["opened_at"]) <= label["end"], (details, label)
-    assert trigger["data"]["payload"]["component"] in {s["service"] for s in label["segments"]}
-    assert evs[-1]["data"]["payload"]["class"] == label["cause"], evs[-1]["data"]["payload"]
+    assert label["start"] < _ms(details["opened_at"]) <= label["end"], f"{details}\n{label}\n{why}"
+    services = {s["service"] for s in label["segments"]}
+    assert trigger["data"]["payload"]["component"] in services, f"{details}\n{why}"
+    assert evs[-1]["data"]["payload"]["class"] == label["cause"], f"{evs[-1]['data']}\n{why}"
     assert _ms(evs[-1]["data"]["payload"]["custom_details"]["window_end"]) > label["end"]
+
+
+def _diagnosis(replayed: str, dead: list[dict[str, Any]], log: str) -> str:
+    """The replay's summary, the dead letters by kind, and the worker's warnings, errors and
+    rebalances (distinct messages, numbers masked), for a failure message."""
+    kinds: dict[str, int] = defaultdict(int)
+    for d in dead:
+        kinds[str(d.get("error_kind"))] += 1
+    notable: dict[str, int] = defaultdict(int)
+    for line in log.splitlines():
+        if any(w in line for w in ("[WARNING]", "[ERROR]", "Traceback", "ebalanc", "revoked")):
+            notable[re.sub(r"\d+(\.\d+)?", "N", line.split("] ", 3)[-1])[:160]] += 1
+    lines = [f"  {n} x {text}" for text, n in sorted(notable.items(), key=lambda kv: -kv[1])]
+    return "\n".join(
+        [f"replay: {replayed.strip().splitlines()[-1] if replayed.strip() else '(no output)'}",
+         f"dead letters: {dict(kinds) or 'none'}",
+         f"worker warnings, errors, rebalances ({len(notable)} distinct):", *lines[:25]]
+    )  # fmt: skip
 
 
 def _incident_events(broker: EmbeddedBroker, topic: str, timeout: float) -> list[dict[str, Any]]:
