@@ -55,7 +55,7 @@ agent_stream: Any = None
 #: Input partitions this worker owns (assigned, not revoked since), with the wall-clock time
 #: each was assigned; and when the agent first handled a record at all (see quiet_seconds).
 owned: dict[Source, float] = {}
-first_handled: list[float] = []
+first_handled_at: float | None = None
 
 
 def windows_for(source: Source) -> PartitionWindows:
@@ -126,15 +126,15 @@ async def ingest(stream: Any) -> None:
     # concurrency=1: the per-source windows and extractor state are this agent's own.
     # Acks are ours (see the module docstring): every record is acked once handled, except
     # the first record counted into each open window, held until that window has been sent.
-    global agent_stream
+    global agent_stream, first_handled_at
     agent_stream = stream
     max_bytes = settings.max_record_bytes
     async for events in stream.noack_take(BATCH, within=0.2):
         if not restored.is_set():
             await restored.wait()
         touched: dict[Source, str] = {}
-        if not first_handled:
-            first_handled.append(time.monotonic())
+        if first_handled_at is None:
+            first_handled_at = time.monotonic()
         for event in events:
             msg = event.message
             kind = KIND_OF_TOPIC.get(msg.topic, "")
@@ -288,8 +288,8 @@ def quiet_seconds(
     quiet: nothing is known yet) before the agent has handled any record. Counting from the
     worker's start instead let a partition whose first batch reached the broker a moment
     after the others' be advanced past its own records at the start of a replay, which
-    dead-lettered them as late (a fresh-clone CI run lost the first minutes of an OTP
-    partition this way and raised a false incident).
+    dead-lettered them as late (measured with a replay into a worker: 747 to 4,230 records in
+    5 of 11 runs; most likely what raised a fresh-clone CI run's false OTP incident).
 
     >>> quiet_seconds(100.0, last_record=97.0, assigned=10.0, first_handled=50.0)
     3.0
@@ -311,10 +311,10 @@ def quiet_seconds(
 async def advance_quiet_partitions() -> None:
     """Let quiet partitions stop holding back windows (the only wall-clock rule).
 
-    A partition with no record for ``RADAR_IDLE_SECONDS`` *that has nothing left to read or
-    to handle* (see :func:`handled_until` and :func:`still_quiet`) is advanced to the newest
-    closed window of the busy partitions: it closes its windows up to there and says so to
-    stage 2.
+    A partition with no record for ``RADAR_IDLE_SECONDS`` (timed by :func:`quiet_seconds`)
+    *that has nothing left to read or to handle* (see :func:`handled_until` and
+    :func:`still_quiet`) is advanced to the newest closed window of the busy partitions: it
+    closes its windows up to there and says so to stage 2.
     With no busy partition it says nothing, unless every partition is quiet: then the input
     has stopped and every open window is closed. A partition that is behind, or not fetched
     yet, is never advanced: releasing windows without it would lose its counts.
@@ -330,8 +330,7 @@ async def advance_quiet_partitions() -> None:
     candidates: dict[Any, int] = {}
     for tp in tps:
         source = (counted[tp.topic], tp.partition)
-        first = first_handled[0] if first_handled else None
-        idle = quiet_seconds(now, last_seen.get(source), owned.get(source), first)
+        idle = quiet_seconds(now, last_seen.get(source), owned.get(source), first_handled_at)
         if idle is None or idle < settings.idle_seconds:
             continue
         high = app.consumer.highwater(tp)

@@ -97,8 +97,8 @@ def test_each_seed_outage_is_one_incident_with_a_trigger_and_a_resolve(
             dead = consume(broker.bootstrap, defaults.topics.deadletter, lambda v: False, 2)
         finally:
             worker.stop()
-    # What the broker path did, for any failure below: offline `evaluate` on the same files
-    # gives one incident per scenario, so a difference is in what reached the detectors.
+    # What the broker path did, for any failure below (offline `evaluate` runs the same
+    # detection on the same files without the broker: comparing with it tells which failed).
     why = _diagnosis(replayed, dead, worker.log())
 
     schema = load_schema("incident")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
-import streams.agents.ingest as ingest
 from streams.agents.ingest import quiet_seconds
 
 
@@ -24,7 +21,3 @@ def test_a_partition_assigned_by_a_rebalance_gets_its_own_grace() -> None:
     assert quiet_seconds(now=60.0, last_record=None, assigned=59.0, first_handled=10.0) == 1.0
     # A record since: its time counts, whatever the assignment.
     assert quiet_seconds(now=60.0, last_record=52.0, assigned=59.0, first_handled=10.0) == 8.0
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(ingest).failed == 0
