@@ -520,6 +520,8 @@ class DetectionEngine:
         det = self.pooled_detectors.get(key)
         if det is None:
             det = self.pooled_detectors[key] = signal.make(self.window_ms)
+            if isinstance(det, SuccessRateDrop):  # its sums overlap: the windows' dispersion
+                det.dispersion_source = self.detector(signal, segment)
         return det
 
     def process(self, window: EngineWindow) -> list[Anomaly]:

@@ -103,6 +103,20 @@ def test_quiet_sustained_failure_is_found_by_pooling_and_only_by_pooling() -> No
     assert Segment("wallet", "partner_bank", "TCB") not in opens(single)
 
 
+def test_pooled_sums_are_judged_with_their_windows_dispersion() -> None:
+    # A pooled sum shares all but one window with the previous one: the engine does not let its
+    # detector learn a dispersion from them, it lends it the windows' detector's.
+    def bad(bank: str, region: str) -> float:
+        return 0.3 if bank == "TCB" else 0.985
+
+    engine = DetectionEngine(W)
+    run(engine, scenario(bad, volume=0.7, seed=4))
+    assert engine.pooled_detectors
+    for key, pooled in engine.pooled_detectors.items():
+        assert pooled.dispersion_source is engine.detectors[key]
+        assert pooled.dispersion == engine.detectors[key].dispersion
+
+
 def test_no_anomaly_on_normal_traffic_over_many_seeds() -> None:
     # Measured: 1 opening over these 10 seeds x 160 windows at ~12 to ~240 per window.
     found = []

@@ -103,6 +103,28 @@ def test_a_significant_but_small_drop_is_not_an_incident() -> None:
     ).is_anomalous(x)
 
 
+def test_a_rare_failure_grown_ten_fold_is_an_incident_under_the_drop_in_points() -> None:
+    # Requests failing at 4 % instead of 0.3 %: a drop of 3.7 points, under min_drop, but 13
+    # times the usual failure rate.
+    detector = trained(0.997)
+    x = window(432, 450)
+    assert detector.explain(x).drop < detector.min_drop
+    assert detector.is_anomalous(x)
+    only_points = trained(0.997, min_failure_ratio=None)
+    assert only_points.score_one(x) >= only_points.threshold
+    assert not only_points.is_anomalous(x)
+    # Five times the usual failure rate is not enough, however significant.
+    five_fold = window(4432, 4500)
+    assert detector.score_one(five_fold) >= detector.threshold
+    assert not detector.is_anomalous(five_fold)
+    # Nor are 7 failures where 0.54 were expected (13 times, z above 4, 6.5 in excess): too
+    # few expected for a ratio to mean anything.
+    handful = window(173, 180)
+    assert detector.explain(handful).excess_failures >= detector.min_excess
+    assert detector.score_one(handful) >= detector.threshold
+    assert not detector.is_anomalous(handful)
+
+
 def test_score_is_the_continuity_corrected_likelihood_ratio_z() -> None:
     rng = random.Random(9)
     detector = SuccessRateDrop()
@@ -303,6 +325,24 @@ def test_overdispersion_is_learned_and_widens_the_judgement() -> None:
     assert wobbly.explain(dip).lower_bound < 0.85 < steady.explain(dip).lower_bound
 
 
+def test_a_detector_of_summed_windows_judges_with_the_windows_dispersion() -> None:
+    # The windows wobble (D well above 1); a detector of their running sums takes their D
+    # instead of learning one from its own overlapping sums, and judges with it.
+    rng = random.Random(5)
+    windows = SuccessRateDrop(min_drop=0.01)
+    sums = SuccessRateDrop(min_drop=0.01)
+    for _ in range(300):
+        windows.learn_one(window(binomial(rng, 100, rng.gauss(0.90, 0.03)), 100))
+        sums.learn_one(window(binomial(rng, 1000, 0.90), 1000))
+    assert windows.dispersion > 2 and sums.dispersion < 1.5
+    dip = window(850, 1000)
+    assert sums.is_anomalous(dip)
+    sums.dispersion_source = windows
+    assert sums.dispersion == windows.dispersion
+    assert not sums.is_anomalous(dip)
+    assert sums.explain(dip).dispersion == windows.dispersion
+
+
 def test_a_weak_prior_yields_to_the_first_big_window() -> None:
     # The prior is 20 pseudo-trials at 95 %; a first window of 2000 trials at 90 % is evidence
     # about the segment, not against it: the baseline's own uncertainty (1 + n/N) is counted.
@@ -385,6 +425,8 @@ def test_invalid_parameters_raise() -> None:
         SuccessRateDrop(half_life=0)
     with pytest.raises(ValueError, match="prior_strength"):
         SuccessRateDrop(prior_strength=0)
+    with pytest.raises(ValueError, match=r"min_failure_ratio must be > 1 \(or None\), got 0.5"):
+        SuccessRateDrop(min_failure_ratio=0.5)
 
 
 # ---------------------------------------------------------------------- checkpoints
