@@ -277,6 +277,21 @@ def test_protection_keeps_the_baseline_during_a_long_collapse() -> None:
     assert unprotected.expected_rate < 0.9  # without protection the outage becomes "normal"
 
 
+def test_a_baseline_too_high_comes_back_down_to_the_rate_it_sees() -> None:
+    # A quiet segment's baseline that reads 99.96 % (a run of windows without failures) while
+    # 2 of every 56 trials fail: each such window scores above learn_below (3.4). Left out, they
+    # would hold the baseline there for ever, and a pool of 6 failures would then page;
+    # winsorised, they bring it down until they are ordinary.
+    detector = trained(0.9996, trials=5000)
+    x = window(54, 56)
+    assert detector.score_one(x) >= detector.learn_below
+    for _ in range(600):  # ten half-lives
+        detector.learn_one(x)
+    assert detector.expected_rate == pytest.approx(54 / 56, abs=0.005)
+    assert detector.score_one(x) < 1.0
+    assert not detector.is_anomalous(window(50, 56))
+
+
 def test_rebaseline_accepts_a_new_normal() -> None:
     detector = trained(0.98)
     new_normal = window(800, 1000)
