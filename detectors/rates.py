@@ -174,19 +174,18 @@ class SuccessRateDrop(base.AnomalyDetector):
         Minimum number of failures beyond the baseline's expectation for `is_anomalous`.
     protect
         If True, `learn_one` skips windows that `is_anomalous` flags, so an outage is not learned
-        as normal (River's `protect_anomaly_detector`), and, once warm, windows scoring
-        `learn_below` or more whose drop matters in practice (`min_drop` points, or
-        `min_failure_ratio` times the failure rate), even under `min_excess`: the first windows
-        of a slow-building outage at a quiet segment are too weak to flag, but learning them
-        drags the baseline down until the outage never is (measured: a mobile operator's
-        delivery ratio learned from 0.90 to 0.70 in 13 minutes of codes not delivered, and the
-        outage was missed). A window scoring `learn_below` or more whose drop does not matter
-        in practice is learned winsorised, as if it had only the failures that score
-        `learn_below`.
+        as normal (River's `protect_anomaly_detector`), and, once warm, windows whose drop is,
+        at `learn_below` standard deviations, `min_drop` points or more (or `min_failure_ratio`
+        times the failure rate), even under `min_excess`: the first windows of a slow-building
+        outage at a quiet segment are too weak to flag, but learning them drags the baseline
+        down until the outage never is (measured: a mobile operator's delivery ratio learned
+        from 0.90 to 0.70 in 13 minutes of codes not delivered, and the outage was missed).
+        Other windows scoring `learn_below` or more are learned winsorised, as if they had only
+        the failures that score `learn_below`.
     learn_below
-        See `protect`. Surprising windows whose drop does not matter are winsorised, not left
-        out: left out, they bias the baseline up, and at a few failures per window that runs
-        away, since a baseline too high makes every window with a failure score high
+        See `protect`. Surprising windows whose drop is not surely a large one are winsorised,
+        not left out: left out, they bias the baseline up, and at a few failures per window that
+        runs away, since a baseline too high makes every window with a failure score high
         (measured: a region's transaction success rate learned 99.96 % at night, where 50
         successes out of 56 then opened a false incident).
 
@@ -430,21 +429,33 @@ class SuccessRateDrop(base.AnomalyDetector):
             return False
         k, n = counts
         p, big_n = self._baseline()
-        if n * p - k < self.min_excess or not self._matters(k, n, p):
+        excess = n * p - k
+        if excess < self.min_excess:
+            return False
+        if p - k / n < self.min_drop and (
+            self.min_failure_ratio is None
+            or n * (1.0 - p) < 1.0  # "ten times" one expected failure at least (see above)
+            or n - k < self.min_failure_ratio * n * (1.0 - p)
+        ):
             return False
         if self._n_windows < self.warmup:
             return k / n < self.COLD_START_MAX_RATE
         return _drop_z(k, n, p, self.dispersion * (1.0 + n / big_n)) >= self.threshold
 
-    def _matters(self, k: float, n: int, p: float) -> bool:
-        """Whether `k` successes in `n` trials against `p` is a drop that matters in practice:
-        `min_drop` points (or `min_failure_ratio` times the failure rate, where at least one
-        failure is expected). `min_excess` is checked apart: it only guards the decision."""
-        return p - k / n >= self.min_drop or (
-            self.min_failure_ratio is not None
-            and n * (1.0 - p) >= 1.0  # "ten times" one expected failure at least (see above)
-            and n - k >= self.min_failure_ratio * n * (1.0 - p)
-        )
+    def _surely_matters(self, k: float, n: int, p: float, scale: float) -> bool:
+        """Whether `k` successes in `n` trials are, at `learn_below` standard deviations, below
+        the baseline by `min_drop` points or more (or at `min_failure_ratio` times its failure
+        rate, where at least one failure is expected): the window is not only surprising, the
+        drop surely matters. One failure out of 3 is a drop of 33 points, but weak evidence of
+        one over 5 points; none out of 5 against 0.88 is strong evidence of one.
+        """
+        floor = p - self.min_drop
+        if floor > 0.0 and _drop_z(k, n, floor, scale) >= self.learn_below:
+            return True
+        if self.min_failure_ratio is None or n * (1.0 - p) < 1.0:
+            return False
+        floor = 1.0 - self.min_failure_ratio * (1.0 - p)
+        return floor > 0.0 and _drop_z(k, n, floor, scale) >= self.learn_below
 
     def explain(self, x: Mapping[Any, Any]) -> RateEvidence:
         """The window against the baseline, as an incident reports it.
@@ -497,9 +508,9 @@ class SuccessRateDrop(base.AnomalyDetector):
         """Update the baseline and the overdispersion with one window.
 
         No-op when a count is missing, when the window has no trials, and (with `protect`) when
-        `is_anomalous` flags the window or, warm, the window scores `learn_below` or more with
-        a drop that matters (see `protect`); a warm, protected detector learns any other window
-        scoring `learn_below` or more as if it had the successes that score `learn_below`.
+        `is_anomalous` flags the window or, warm, the window's drop is surely a large one (see
+        `protect`); a warm, protected detector learns any other window scoring `learn_below` or
+        more as if it had the successes that score `learn_below`.
 
         """
         counts = _counts(x)
@@ -513,7 +524,7 @@ class SuccessRateDrop(base.AnomalyDetector):
         if self.protect and self.warm:
             scale = self.dispersion * (1.0 + n / big_n)
             if _drop_z(k, n, p, scale) >= self.learn_below:
-                if self._matters(k, n, p):
+                if self._surely_matters(k, n, p, scale):
                     return  # the start of an outage, maybe: not learned
                 k = max(k, _rate_at_z(n, p, scale, self.learn_below) * n)  # winsorised
         # Prequential residual, standardised without D: its mean square *is* D.
