@@ -69,8 +69,10 @@ class Incident:
 
     @property
     def primary(self) -> Anomaly:
-        """The opening anomaly with the strongest evidence."""
+        """The opening anomaly with the strongest evidence, of a primary signal if there is one
+        (context, such as slower deliveries, explains an incident; it does not measure it)."""
         opens = [a for a in self.anomalies if a.action == "open"]
+        opens = [a for a in opens if a.signal.primary] or opens
         return max(opens, key=lambda a: (a.evidence.score, -a.window_end_ms))
 
     @property
@@ -149,7 +151,7 @@ def probable_cause(anomalies: Sequence[Anomaly]) -> tuple[str, str]:
     * OTP not delivered at a mobile operator: ``otp_operator_delivery_failure``;
     * a request surge and failing requests in the same app section: ``section_overload``;
     * funded accounts reading 0: ``balance_display_fault``;
-    * otherwise the strongest anomaly's own cause.
+    * otherwise the strongest anomaly's own cause (of a primary signal if there is one).
     """
     opens = [a for a in anomalies if a.action == "open"] or list(anomalies)
     names = {a.signal.name for a in opens}
@@ -184,7 +186,8 @@ def probable_cause(anomalies: Sequence[Anomaly]) -> tuple[str, str]:
         return "section_overload", f"overload of section {sections}"
     if "balances.zero_reads" in names:
         return "balance_display_fault", "funded accounts reading 0 with no debit"
-    strongest = max(opens, key=lambda a: a.evidence.score)
+    ranked = [a for a in opens if a.signal.primary] or opens
+    strongest = max(ranked, key=lambda a: a.evidence.score)
     return strongest.cause_class, strongest.cause
 
 
