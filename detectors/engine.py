@@ -24,6 +24,7 @@ from typing import Any
 
 from detectors.counts import SeasonalCount, SilenceDetector
 from detectors.invariants import InvariantBurst
+from detectors.latency import LatencyShift
 from detectors.lifecycle import IncidentLifecycle
 from detectors.novelty import MixNovelty
 from detectors.rates import SuccessRateDrop
@@ -122,6 +123,17 @@ def _count(index: int) -> Any:
 def _violations(index: int) -> Any:
     def x(counts: Sequence[int], t: int) -> dict[str, Any]:
         return {"t": t, "violations": counts[index]}
+
+    return x
+
+
+def _latency(count: int, total_s: int) -> Any:
+    """``{"count": completions, "sum": their latency in ms}`` (a :class:`LatencyShift` input).
+    The windows count whole seconds per completion (3.9 s counts 3 s): a slowdown is judged as
+    a ratio, and the truncation weighs less the slower the completions."""
+
+    def x(counts: Sequence[int], t: int) -> dict[str, Any]:
+        return {"t": t, "count": counts[count], "sum": 1000.0 * counts[total_s]}
 
     return x
 
@@ -270,6 +282,20 @@ def default_signals() -> list[Signal]:
                  None: "OTP codes not delivered on {s}"},
             ),
             pooled=True,
+        ),
+        Signal(
+            "otp.delivery_latency", OTP, ("operator", None),
+            lambda w: LatencyShift(window_ms=w),
+            _latency(_o_ok, _c(OTP, "delivery_latency_s")),
+            "OTP delivery latency",
+            *_by_dimension(
+                {"operator": "otp_operator_delivery_failure", None: "otp_delivery_failure"},
+                {"operator": "OTP codes delivered late by mobile operator {v}",
+                 None: "OTP codes delivered late on {s}"},
+            ),
+            # Context: codes delivered twice as slowly still arrive in time; the delivery
+            # ratio says when they stop arriving. Slower deliveries explain that incident.
+            primary=False,
         ),
         Signal(
             "balances.zero_reads", B, (None,),

@@ -126,7 +126,7 @@ def _cheap_observed(x: Mapping[str, Any]) -> tuple[bool, float | None]:
     if trials is not None:
         return True, (x.get("successes", 0) / trials if trials else None)
     count = x.get("count")
-    if count is not None:
+    if count is not None and "sum" not in x:  # with a sum, a latency: its mean is explained
         return True, float(count)
     return False, None
 

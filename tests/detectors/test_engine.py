@@ -382,3 +382,48 @@ def test_quiet_traffic_is_not_silence() -> None:
     rng = np.random.default_rng(7)
     found = run(DetectionEngine(W), [txn_window(rng, i, normal, volume=0.3) for i in range(300)])
     assert _silent(found) == []
+
+
+OTP = FAMILIES["otp"]
+OPERATORS = ("viettel", "mobifone", "vinaphone")
+
+
+def otp_window(rng: np.random.Generator, i: int, slow: str | None) -> EngineWindow:
+    """Codes delivered by each operator: about 30 a window, lognormal latencies around 3.5 s,
+    counted in whole seconds as the windows count them; ``slow``'s six times slower."""
+    cells = {}
+    for op in OPERATORS:
+        n = int(rng.poisson(30))
+        scale = 6.0 if op == slow else 1.0
+        latency = scale * rng.lognormal(np.log(3500.0), 0.6, n)
+        counts = [0] * len(OTP.counters)
+        counts[OTP.index("delivered")] = n
+        counts[OTP.index("delivery_latency_s")] = int((latency // 1000).sum())
+        cells[SEP.join(("wallet", op, "smsco"))] = counts
+    return EngineWindow(T0 + i * W, {"otp": {"wallet": cells}})
+
+
+def test_codes_delivered_late_by_one_operator_are_a_latency_anomaly_at_that_operator() -> None:
+    rng = np.random.default_rng(7)
+    windows = [otp_window(rng, i, "mobifone" if 60 <= i < 120 else None) for i in range(160)]
+    found = run(DetectionEngine(W), windows)
+    latency = [a for a in found if a.signal.name == "otp.delivery_latency" and a.action == "open"]
+    assert [a.segment for a in latency] == [Segment("wallet", "operator", "mobifone")]
+    assert latency[0].window_start_ms == T0 + 60 * W  # its first slow window
+    assert not latency[0].signal.primary  # context: it explains an incident, opens none
+    assert latency[0].evidence.latency_ratio > 4.0
+
+
+def test_context_explains_an_incident_but_does_not_measure_it() -> None:
+    # Slower deliveries (context) scoring higher than the collapse of a section's requests:
+    # the incident is still measured, and its cause named, by the collapse.
+    cards = Segment("wallet", "section", "wallet.cards")
+    slow = _anomaly("otp.delivery_latency", Segment("wallet", "operator", "mobifone"))
+    slow.evidence.score = 30.0
+    failing = _anomaly("requests.error_rate", cards)
+    assert probable_cause([slow, failing])[0] == "section_failure"
+    manager = IncidentManager()
+    assert manager.process(T0, [slow]) == []  # context alone opens nothing
+    updates = manager.process(T0 + W, [_anomaly("requests.error_rate", cards, T0 + W)])
+    assert updates[0].incident.signals == ["otp.delivery_latency", "requests.error_rate"]
+    assert updates[0].incident.primary.signal.name == "requests.error_rate"

@@ -240,3 +240,13 @@ def test_write_report_plots_a_label_and_a_false_incident(tmp_path: Path) -> None
         "2025-10-19T10:15:00Z (the input runs from 2025-10-19T00:00:00Z to 2025-10-19T03:00:00Z)"
     ) in index
     assert written.summary().startswith(f"report: 2 plots and index.md in {tmp_path} (")
+
+
+def test_a_latency_is_plotted_as_its_mean_not_its_count() -> None:
+    from detectors.latency import LatencyShift
+    from streams.report import _cheap_observed, _explained
+
+    x = {"t": T0, "count": 4, "sum": 14_000.0}
+    assert _cheap_observed(x) == (False, None)  # the count is not the value plotted
+    assert _cheap_observed({"t": T0, "count": 4}) == (True, 4.0)
+    assert _explained(T0, x, 0.0, False, LatencyShift()).observed == 3500.0
