@@ -430,31 +430,29 @@ class SuccessRateDrop(base.AnomalyDetector):
         k, n = counts
         p, big_n = self._baseline()
         excess = n * p - k
-        if excess < self.min_excess:
-            return False
-        if p - k / n < self.min_drop and (
-            self.min_failure_ratio is None
-            or n * (1.0 - p) < 1.0  # "ten times" one expected failure at least (see above)
-            or n - k < self.min_failure_ratio * n * (1.0 - p)
-        ):
+        if excess < self.min_excess or k / n > self._floor(n, p):
             return False
         if self._n_windows < self.warmup:
             return k / n < self.COLD_START_MAX_RATE
         return _drop_z(k, n, p, self.dispersion * (1.0 + n / big_n)) >= self.threshold
 
+    def _floor(self, n: int, p: float) -> float:
+        """The highest success rate of `n` trials whose drop from `p` matters in practice:
+        `min_drop` points below it, or `min_failure_ratio` times its failure rate where the
+        baseline expects at least one failure ("ten times" one expected failure at least, see
+        above). May be 0 or below: then no rate of `n` trials is such a drop."""
+        floor = p - self.min_drop
+        if self.min_failure_ratio is not None and n * (1.0 - p) >= 1.0:
+            floor = max(floor, 1.0 - self.min_failure_ratio * (1.0 - p))
+        return floor
+
     def _surely_matters(self, k: float, n: int, p: float, scale: float) -> bool:
         """Whether `k` successes in `n` trials are, at `learn_below` standard deviations, below
-        the baseline by `min_drop` points or more (or at `min_failure_ratio` times its failure
-        rate, where at least one failure is expected): the window is not only surprising, the
-        drop surely matters. One failure out of 3 is a drop of 33 points, but weak evidence of
-        one over 5 points; none out of 5 against 0.88 is strong evidence of one.
+        `_floor`: the window is not only surprising, its drop surely matters. One failure out
+        of 3 is a drop of 33 points, but weak evidence of one over 5 points; none out of 5
+        against 0.88 is strong evidence of one.
         """
-        floor = p - self.min_drop
-        if floor > 0.0 and _drop_z(k, n, floor, scale) >= self.learn_below:
-            return True
-        if self.min_failure_ratio is None or n * (1.0 - p) < 1.0:
-            return False
-        floor = 1.0 - self.min_failure_ratio * (1.0 - p)
+        floor = self._floor(n, p)
         return floor > 0.0 and _drop_z(k, n, floor, scale) >= self.learn_below
 
     def explain(self, x: Mapping[Any, Any]) -> RateEvidence:

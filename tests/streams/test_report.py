@@ -12,9 +12,16 @@ import pytest
 
 from detectors.engine import Anomaly, DetectionEngine, Segment, Signal
 from detectors.incidents import Incident, IncidentUpdate
+from detectors.latency import LatencyShift
 from streams.errors import RadarError
 from streams.evaluate import Label, Match, RunStats
-from streams.report import SeriesRecorder, prepare_report_dir, write_report
+from streams.report import (
+    SeriesRecorder,
+    _cheap_observed,
+    _explained,
+    prepare_report_dir,
+    write_report,
+)
 
 W = 10_000  # window, ms
 T0 = 1_760_832_000_000  # 2025-10-19T00:00Z
@@ -243,9 +250,6 @@ def test_write_report_plots_a_label_and_a_false_incident(tmp_path: Path) -> None
 
 
 def test_a_latency_is_plotted_as_its_mean_not_its_count() -> None:
-    from detectors.latency import LatencyShift
-    from streams.report import _cheap_observed, _explained
-
     x = {"t": T0, "count": 4, "sum": 14_000.0}
     assert _cheap_observed(x) == (False, None)  # the count is not the value plotted
     assert _cheap_observed({"t": T0, "count": 4}) == (True, 4.0)
