@@ -99,6 +99,13 @@ class Signal:
     #: Judge the sum of the windows of the last ``span_ms`` instead of each window alone (a
     #: mix of outcomes needs more events than a quiet segment's window holds).
     span_ms: int = 0
+    #: A counter of the family that proves the signal's input is complete: until a window shows
+    #: it (anywhere in the family), the signal is neither judged nor learned, from the window
+    #: after it on. OTP outcomes: an expiry comes one code lifetime after its send, so for the
+    #: first lifetime of a stream the outcomes are deliveries without the expiries (a delivery
+    #: ratio of ~1.0 that, learned, turns every later window into a drop). The first expiry
+    #: marks one lifetime passed, whatever the platform's lifetime is.
+    settles_on: str | None = None
 
 
 def _c(family: str, name: str) -> int:
@@ -156,7 +163,7 @@ def _mix(family: str, *names: str) -> Any:
     return x
 
 
-def _novelty(family: str, what: str, *names: str) -> Signal:
+def _novelty(family: str, what: str, *names: str, settles_on: str | None = None) -> Signal:
     """A service's mix of ``family`` outcomes, over the last minute, unlike any before.
 
     Context, not primary: it joins (and explains) an incident another signal opens; a mix
@@ -170,6 +177,7 @@ def _novelty(family: str, what: str, *names: str) -> Signal:
                        {None: f"{what} mix on {{s}} unlike any seen before"}),
         primary=False,
         span_ms=60_000,
+        settles_on=settles_on,
     )  # fmt: skip
 
 
@@ -282,6 +290,7 @@ def default_signals() -> list[Signal]:
                  None: "OTP codes not delivered on {s}"},
             ),
             pooled=True,
+            settles_on="expired",
         ),
         Signal(
             "otp.delivery_latency", OTP, ("operator", None),
@@ -342,7 +351,7 @@ def default_signals() -> list[Signal]:
         _novelty(T, "transaction outcome", "success", "failed", "pending", "completed_late"),
         _novelty(L, "login outcome", "success", "forced_logout", "fail_other",
                  *(f"fail_{r}" for r in LOGIN_REASONS)),
-        _novelty(OTP, "OTP code outcome", "delivered", "expired", "failed"),
+        _novelty(OTP, "OTP code outcome", "delivered", "expired", "failed", settles_on="expired"),
         _silence(T, "transactions", ("partner_bank", None), *_t_events),
         _silence(L, "login attempts", (None,), *_l_events),
         _silence(B, "balance events", (None,), *_b_events),
@@ -533,6 +542,8 @@ class DetectionEngine:
         self.extra_windows: dict[tuple[str, Segment], int] = {}
         self.notes: dict[tuple[str, Segment], str] = {}
         self.windows_seen = 0
+        #: Signals whose ``settles_on`` counter has been seen (judged from the next window on).
+        self.settled: set[str] = set()
 
     def detector(self, signal: Signal, segment: Segment) -> Any:
         key = (signal.name, segment)
@@ -557,6 +568,11 @@ class DetectionEngine:
         for signal in self.signals:
             family = FAMILIES[signal.family]
             services = window.families.get(signal.family, {})
+            if signal.settles_on is not None and signal.name not in self.settled:
+                i = family.index(signal.settles_on)
+                if any(c[i] for cells in services.values() for c in cells.values()):
+                    self.settled.add(signal.name)
+                continue
             names = set(services)
             if signal.zero_fill:
                 names |= {s for (sig, s) in self.known if sig == signal.name}
