@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.counts import SeasonalCount, SilenceDetector
+from detectors.drift import RateDrift
 from detectors.invariants import InvariantBurst
 from detectors.latency import LatencyShift
 from detectors.lifecycle import IncidentLifecycle
@@ -106,6 +107,12 @@ class Signal:
     #: ratio of ~1.0 that, learned, turns every later window into a drop). The first expiry
     #: marks one lifetime passed, whatever the platform's lifetime is.
     settles_on: str | None = None
+    #: Another signal of the same family that reports this one's outages first: no segment of
+    #: a service is judged here (nor learned) while that signal has an anomaly open anywhere in
+    #: the service (a bank's collapse moves the service's total too). Drift: a collapse is the
+    #: rate signal's to report; the drift detector must not take it for a drift (nor, after
+    #: it, keep the incident open while its recent level forgets the collapse).
+    defers_to: str | None = None
 
 
 def _c(family: str, name: str) -> int:
@@ -179,6 +186,15 @@ def _novelty(family: str, what: str, *names: str, settles_on: str | None = None)
         span_ms=60_000,
         settles_on=settles_on,
     )  # fmt: skip
+
+
+def _drift(window_ms: int) -> RateDrift:
+    """A drift detector with a 6-hour reference and a 5-minute recent level."""
+    return RateDrift(
+        reference_half_life=max(2.0, 6 * 3_600_000 / window_ms),
+        recent_half_life=max(1.0, 300_000 / window_ms),
+        max_batch=max(1, 600_000 // window_ms),
+    )
 
 
 def _silence(family: str, what: str, rollups: tuple[str | None, ...], *indices: int) -> Signal:
@@ -347,6 +363,26 @@ def default_signals() -> list[Signal]:
             "requests",
             *_by_dimension({None: "traffic_surge"}, {None: "request surge on section {v}"}),
             primary=False,
+        ),
+        Signal(
+            "transactions.success_drift", T, ("partner_bank", None),
+            _drift,
+            _rate(lambda c: c[_t_ok], lambda c: c[_t_ok] + c[_t_failed]),
+            "transaction success rate (sustained drift against the last hours)",
+            *_by_dimension(
+                {"partner_bank": "partner_bank_failure", None: "payment_failure"},
+                {"partner_bank": "transactions through partner bank {v} failing more and more",
+                 None: "transactions failing more and more across {s}"},
+            ),
+            defers_to="transactions.success_rate",
+        ),
+        Signal(
+            "logins.success_drift", L, (None,),
+            _drift,
+            _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail]),
+            "login success rate (sustained drift against the last hours)",
+            *_by_dimension({None: "login_outage"}, {None: "logins failing more and more on {s}"}),
+            defers_to="logins.success_rate",
         ),
         _novelty(T, "transaction outcome", "success", "failed", "pending", "completed_late"),
         _novelty(L, "login outcome", "success", "forced_logout", "fail_other",
@@ -535,6 +571,8 @@ class DetectionEngine:
         #: windows beyond 4 in a row by chance, ~1e-9. A larger drop opens on its first window,
         #: a weaker one on its second.
         self.single_window_score = single_window_score
+        #: Every segment that ever had a lifecycle, per (signal, service).
+        self.members: dict[tuple[str, str], set[Segment]] = {}
         #: Rate members flagged on their last window: that window's start.
         self.flagged_at: dict[tuple[str, Segment], int] = {}
         self.pools: dict[tuple[str, str], _Pool] = {}
@@ -612,6 +650,8 @@ class DetectionEngine:
                 span = self.spans[(signal.name, service)] = _Pool(signal.span_ms // self.window_ms)
             cells = span.push(cells)
         rollups: dict[Segment, _Rollup] = _roll(family, signal, service, cells)
+        if signal.defers_to is not None and self._deferred(signal.defers_to, service):
+            return []
         if signal.zero_fill:
             known = self.known.setdefault((signal.name, service), set())
             known.update(rollups)
@@ -668,6 +708,7 @@ class DetectionEngine:
             life = self.lifecycles.get(key)
             if life is None:
                 life = self.lifecycles[key] = self._lifecycle(key)
+                self.members.setdefault((signal.name, service), set()).add(seg)
             pooled_counts = seg in proots and not life.is_open
             if pooled_counts and key in self.extra_windows:  # stricter after a false alarm
                 pooled_counts = det.warm and score[seg] >= self.normal_score
@@ -694,7 +735,10 @@ class DetectionEngine:
                     self.open_level.pop(key, None)
                     self.recovery.pop(key, None)
                     self.unflagged.pop(key, None)
-            if seg not in flagged and seg not in pflagged:  # an outage is not learned
+            # An outage is not learned, unless the detector keeps its reference itself.
+            if (seg not in flagged and seg not in pflagged) or getattr(
+                det, "sees_every_window", False
+            ):
                 det.learn_one(x_now)
             if tr is not None and tr.action == "resolve" and signal.pooled:
                 # The pool still holds the outage's windows: start it afresh, or they would
@@ -706,6 +750,15 @@ class DetectionEngine:
                             tr.windows_open, self.notes.get(key, ""))
                 )  # fmt: skip
         return out
+
+    def _deferred(self, name: str, service: str) -> bool:
+        """Whether signal ``name`` has an open anomaly anywhere in ``service`` (see
+        ``Signal.defers_to``: a bank's collapse also moves the service's total)."""
+        for seg in self.members.get((name, service), ()):
+            life = self.lifecycles.get((name, seg))
+            if life is not None and life.is_open:
+                return True
+        return False
 
     def _confirmed(self, key: tuple[str, Segment], det: Any, score: float, t: int) -> bool:
         """Whether a flagged window may open ``key`` (see ``single_window_score``): any
@@ -817,7 +870,12 @@ class DetectionEngine:
         from it, and so do the detectors of the same signal whose segments overlap them (a
         bank's new level moves its region's and its service's rates too). Rates restart from
         the rate of the last ``pool_ms`` (pooled signals) or from the prior; counts keep their
-        daily shape; invariant bursts forget their background rate."""
+        daily shape; invariant bursts forget their background rate. The signals that defer to
+        a member's signal (its drift) start again too: they watch the same rate."""
+        members = list(members)
+        members += [
+            (s.name, seg) for name, seg in members for s in self.signals if s.defers_to == name
+        ]
         for name, seg in members:
             signal = next((s for s in self.signals if s.name == name), None)
             if signal is None:
@@ -836,6 +894,8 @@ class DetectionEngine:
                 for det in (self.detectors.get(key), self.pooled_detectors.get(key)):
                     if isinstance(det, SuccessRateDrop):
                         det.rebaseline(rate)
+                    elif isinstance(det, RateDrift):
+                        det.rebaseline()
                     elif isinstance(det, SeasonalCount):
                         det.rebaseline(keep_season=True)
                     elif isinstance(det, InvariantBurst):

@@ -206,6 +206,7 @@ def warm_start(
     engine.open_level.clear()
     engine.recovery.clear()
     engine.unflagged.clear()
+    engine.flagged_at.clear()
     engine.pools.clear()
     engine.spans.clear()
     if manager is not None:

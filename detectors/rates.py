@@ -19,7 +19,7 @@ from river import base, stats
 
 from detectors.state import check_version
 
-__all__ = ["RateEvidence", "SuccessRateDrop"]
+__all__ = ["RateEvidence", "SuccessRateDrop", "practical_floor"]
 
 _STATE_VERSION = 1
 
@@ -437,14 +437,7 @@ class SuccessRateDrop(base.AnomalyDetector):
         return _drop_z(k, n, p, self.dispersion * (1.0 + n / big_n)) >= self.threshold
 
     def _floor(self, n: int, p: float) -> float:
-        """The highest success rate of `n` trials whose drop from `p` matters in practice:
-        `min_drop` points below it, or `min_failure_ratio` times its failure rate where the
-        baseline expects at least one failure ("ten times" one expected failure at least, see
-        above). May be 0 or below: then no rate of `n` trials is such a drop."""
-        floor = p - self.min_drop
-        if self.min_failure_ratio is not None and n * (1.0 - p) >= 1.0:
-            floor = max(floor, 1.0 - self.min_failure_ratio * (1.0 - p))
-        return floor
+        return practical_floor(n, p, self.min_drop, self.min_failure_ratio)
 
     def _surely_matters(self, k: float, n: int, p: float, scale: float) -> bool:
         """Whether `k` successes in `n` trials are, at `learn_below` standard deviations, below
@@ -546,7 +539,24 @@ class SuccessRateDrop(base.AnomalyDetector):
         return p, big_n
 
 
-def _drop_z(k: float, n: int, p: float, scale: float) -> float:
+def practical_floor(n: float, p: float, min_drop: float, min_failure_ratio: float | None) -> float:
+    """The highest success rate of `n` trials whose drop from `p` matters in practice:
+    `min_drop` points below it, or `min_failure_ratio` times its failure rate where `p` expects
+    at least one failure ("ten times" one expected failure at least, see `SuccessRateDrop`).
+    May be 0 or below: then no rate of `n` trials is such a drop.
+
+    >>> round(practical_floor(100, 0.99, 0.05, 10.0), 2)  # 10 % failing, not 6 %
+    0.9
+    >>> round(practical_floor(50, 0.99, 0.05, 10.0), 2)  # under 1 failure expected: 5 points
+    0.94
+    """
+    floor = p - min_drop
+    if min_failure_ratio is not None and n * (1.0 - p) >= 1.0:
+        floor = max(floor, 1.0 - min_failure_ratio * (1.0 - p))
+    return floor
+
+
+def _drop_z(k: float, n: float, p: float, scale: float) -> float:
     """Evidence of a drop in standard deviations, >= 0: the signed root of the binomial
     deviance (likelihood-ratio z) of `k` successes in `n` trials against `p`, with a continuity
     correction of 1/2 and the variance scaled by `scale` (overdispersion x baseline

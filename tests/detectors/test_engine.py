@@ -517,3 +517,42 @@ def test_a_drop_beyond_the_single_window_score_opens_on_its_first_window() -> No
         (T0 + 100 * W, Segment("wallet", "partner_bank", "ACB"))
     ]
     assert found[0].evidence.score >= 5.25
+
+
+def _bank_windows(seed: int, acb: Callable[[int], float], windows: int) -> list[EngineWindow]:
+    """Four banks x three regions, ~20 transactions per cell a window; ACB's success rate is
+    ``acb(i)``, the others' 98.5 %."""
+    rng = np.random.default_rng(seed)
+    return [
+        txn_window(rng, i, lambda bank, region, i=i: acb(i) if bank == "ACB" else 0.985)
+        for i in range(windows)
+    ]
+
+
+def _opened(found: list[Anomaly], signal: str) -> list[tuple[int, Segment]]:
+    return [(a.window_start_ms, a.segment) for a in found if a.action == "open" and
+            a.signal.name == signal]  # fmt: skip
+
+
+def test_a_bank_failing_more_and_more_is_a_drift_at_that_bank() -> None:
+    # An hour at 98.5 %, then one point of success lost every 10 minutes (60 windows): the
+    # rate's 10-minute baseline follows it, the drift's 6-hour reference does not.
+    def acb(i: int) -> float:
+        return 0.985 - max(0, i - 360) * 0.01 / 60
+
+    found = run(DetectionEngine(W), _bank_windows(21, acb, 960))
+    drift = _opened(found, "transactions.success_drift")
+    assert [seg for _, seg in drift] == [Segment("wallet", "partner_bank", "ACB")]
+    minutes = (drift[0][0] - (T0 + 360 * W)) / 60_000
+    assert 20 < minutes < 90, minutes  # once the drop matters: 5 points below the reference
+    assert _opened(found, "transactions.success_rate") == []
+
+
+def test_a_collapse_is_the_rate_signal_s_not_a_drift() -> None:
+    def acb(i: int) -> float:
+        return 0.5 if 360 <= i < 420 else 0.985
+
+    found = run(DetectionEngine(W), _bank_windows(22, acb, 600))
+    acb = Segment("wallet", "partner_bank", "ACB")
+    assert _opened(found, "transactions.success_rate")[0] == (T0 + 360 * W, acb)
+    assert _opened(found, "transactions.success_drift") == []
