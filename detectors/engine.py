@@ -565,7 +565,7 @@ class DetectionEngine:
         #: deviations); under it, the window before must be flagged too. Every segment's window
         #: is a test: at 1,000 simulated events/s, 138-142 rate segments with trials per window
         #: make ~1.2 million tests a day, and chance windows beyond the threshold of 4 opened
-        #: false incidents (measured: 2 in half a calm day, 1 in 5 scenarios' 2.4 hours, e.g. 6
+        #: false incidents (measured: 2 in half a calm day, 1 in five 2.4-hour scenarios, e.g. 6
         #: of 41 payments failing in one region where 0.5 were expected, z = 4.0). 5.25 is the
         #: one-sided normal tail of ~8e-8, ~0.1 chance openings a day at that many tests; two
         #: windows beyond 4 in a row by chance, ~1e-9. A larger drop opens on its first window,
