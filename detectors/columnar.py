@@ -111,13 +111,16 @@ def window_cells(
     upd_amount: IntArray,
     window_ms: int,
     width: int,
+    upd_cell: IntArray | None = None,
 ) -> WindowCells:
     """Sum the updates of the counted records per (window, cell).
 
     ``event_time``, ``cell`` and ``counted`` are per record (arrival order); each update adds
-    ``upd_amount`` to counter ``upd_counter`` of the cell of record ``upd_record``. Every
-    counted record touches its cell (a cell whose updates are all 0 still exists, as in the
-    per-record path); updates of records not counted are ignored.
+    ``upd_amount`` to counter ``upd_counter`` of the cell of record ``upd_record`` (or of
+    ``upd_cell``, when given: a record may count into another cell, in its own window, as an
+    OTP record deciding an earlier code's outcome does). Every counted record touches its cell
+    (a cell whose updates are all 0 still exists, as in the per-record path), then the other
+    cells of its updates in their order; updates of records not counted are ignored.
 
     >>> wc = window_cells(np.array([5, 1, 12, 3]), np.array([7, 8, 7, 7]),
     ...                   np.array([True, True, True, False]),
@@ -125,6 +128,14 @@ def window_cells(
     ...                   np.array([1, 1, 1, 1, 4]), window_ms=10, width=3)
     >>> wc.window.tolist(), wc.cell.tolist(), wc.first.tolist(), wc.counts.tolist()
     ([0, 0, 10], [7, 8, 7], [0, 1, 2], [[1, 0, 4], [0, 1, 0], [1, 0, 0]])
+
+    Record 1 (cell 8, window 10) also counts into cell 7, after its own cell:
+
+    >>> wc = window_cells(np.array([5, 12]), np.array([7, 8]), np.array([True, True]),
+    ...                   np.array([0, 1, 1]), np.array([0, 0, 1]), np.array([1, 1, 1]),
+    ...                   window_ms=10, width=2, upd_cell=np.array([7, 8, 7]))
+    >>> wc.window.tolist(), wc.cell.tolist(), wc.counts.tolist()
+    ([0, 10, 10], [7, 8, 7], [[1, 0], [1, 0], [0, 1]])
     """
     t = np.asarray(event_time, dtype=np.int64)
     cell = np.asarray(cell, dtype=np.int64)
@@ -133,24 +144,50 @@ def window_cells(
         empty = np.zeros(0, dtype=np.int64)
         return WindowCells(empty, empty, empty, np.zeros((0, width), dtype=np.int64))
     ws = floor_to(t[idx], window_ms)
-    wcode = (ws - ws[0]) // window_ms  # windows relative to the first counted one
-    ncell = int(cell.max()) + 1
-    pair = wcode * ncell + cell[idx]
-    uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
-    rows = len(uniq)
-    row_of_record = np.full(len(t), -1, dtype=np.int64)
-    row_of_record[idx] = inverse
+    w0 = int(ws[0])
     urec = np.asarray(upd_record, dtype=np.int64)
-    urow = row_of_record[urec]
+    if upd_cell is None:
+        ncell = int(cell.max()) + 1
+        pair = (ws - w0) // window_ms * ncell + cell[idx]
+        uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
+        first = idx[first_pos]
+        row_of_record = np.full(len(t), -1, dtype=np.int64)
+        row_of_record[idx] = inverse
+        urow = row_of_record[urec]
+    else:
+        ucell = np.asarray(upd_cell, dtype=np.int64)
+        ncell = int(max(cell.max(), ucell.max(initial=0))) + 1
+        is_counted = np.zeros(len(t), dtype=np.bool_)
+        is_counted[idx] = True
+        other = np.flatnonzero(is_counted[urec] & (ucell != cell[urec]))
+        if len(other) == 0:  # every update in its record's cell
+            return window_cells(
+                event_time, cell, counted, upd_record, upd_counter, upd_amount, window_ms, width
+            )
+        # Touches: each counted record's own cell, then its updates' other cells, in order:
+        # the (few) others sorted by (record, update), inserted after their record's own.
+        other = other[np.lexsort((other, urec[other]))]
+        pos = np.searchsorted(idx, urec[other], side="right")
+        by = np.insert(idx, pos, urec[other])
+        tcell = np.insert(cell[idx], pos, ucell[other])
+        is_own = np.ones(len(by), dtype=np.bool_)
+        is_own[pos + np.arange(len(other))] = False
+        pair = (floor_to(t[by], window_ms) - w0) // window_ms * ncell + tcell
+        uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
+        first = by[first_pos]
+        row_of_record = np.full(len(t), -1, dtype=np.int64)
+        row_of_record[idx] = inverse[is_own]
+        urow = row_of_record[urec]
+        urow[other] = inverse[~is_own]
+    rows = len(uniq)
     keep = urow >= 0
     flat = urow[keep] * width + np.asarray(upd_counter, dtype=np.int64)[keep]
     amounts = np.asarray(upd_amount, dtype=np.int64)[keep]
     flat_counts = np.zeros(rows * width, dtype=np.int64)
     np.add.at(flat_counts, flat, amounts)
     counts = flat_counts.reshape(rows, width)
-    first = idx[first_pos]
-    window = (uniq // ncell) * window_ms + ws[0]
-    order = np.lexsort((first, window))
+    window = (uniq // ncell) * window_ms + w0
+    order = np.lexsort((first_pos, window))
     return WindowCells(window[order], uniq[order] % ncell, first[order], counts[order])
 
 

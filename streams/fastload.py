@@ -28,7 +28,10 @@ numpy, the same windows and incidents as the per-record path of :mod:`streams.ev
 
 Balances keep per-account state (the last known balance, forgetting the least recent account
 beyond a capacity): vectorised while the run has fewer accounts than the capacity (nothing
-forgotten), otherwise replayed record by record through the real extractor.
+forgotten), otherwise replayed record by record through the real extractor. OTP codes'
+outcomes at their deadline (:class:`~detectors.signals.OtpDeadlines`) are always replayed
+through the pipeline's own instance, in merged order (~1 µs a record); an outcome counts in
+its code's cell, in the window of the record that decided it.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ from detectors.signals import (
     _TXN,
     FAMILIES,
     MISSING,
+    OTP_STAGES,
     SEP,
     AccountBalances,
+    OtpDeadlines,
 )
 from streams.errors import RadarError
 from streams.replay import ErrorLog, file_records
@@ -441,6 +446,9 @@ class _Counted:
     is_change: np.ndarray | None = None
     has_balance: np.ndarray | None = None
     balance: np.ndarray | None = None
+    #: otp only, per record: the stage (index in OTP_STAGES) and the code (dense id)
+    stage: np.ndarray | None = None
+    code: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -448,6 +456,7 @@ class _Counted:
 
 
 _BALANCE_ARRAYS = ("account", "is_read", "is_change", "has_balance", "balance")
+_OTP_ARRAYS = ("stage", "code")
 
 
 def _join(parts: list[_Counted]) -> _Counted:
@@ -464,13 +473,14 @@ def _join(parts: list[_Counted]) -> _Counted:
         np.concatenate([p.cell for p in parts]),
         updates,
     )
-    if parts[0].account is not None:
-        for name in _BALANCE_ARRAYS:
-            setattr(joined, name, np.concatenate([getattr(p, name) for p in parts]))
+    for names in (_BALANCE_ARRAYS, _OTP_ARRAYS):
+        if getattr(parts[0], names[0]) is not None:
+            for name in names:
+                setattr(joined, name, np.concatenate([getattr(p, name) for p in parts]))
     return joined
 
 
-def _count(family: str, rows: _Rows, cells: _Cells, accounts: _Codes) -> _Counted:
+def _count(family: str, rows: _Rows, cells: _Cells, ids: _Codes) -> _Counted:
     """What the extractor of ``family`` yields for every record, as columns."""
     state_field = _STATE[family]
     names = ("service", *_DIMS[family]) + ((state_field,) if state_field else ())
@@ -545,9 +555,15 @@ def _count(family: str, rows: _Rows, cells: _Cells, accounts: _Codes) -> _Counte
     else:  # pragma: no cover - FAMILIES and this function change together
         raise ValueError(f"no columnar extractor for family {family!r}")
     counted = _Counted(event_time, cell, _cat(parts))
+    if family == "otp":  # for each code's outcome at its deadline (in merged order)
+        stage_of = {name: i for i, name in enumerate(OTP_STAGES)}
+        counted.stage = np.array([stage_of[s] for s in state], dtype=np.int64)[combo]
+        counted.code = np.fromiter(
+            map(ids.__getitem__, rows.column("otp_id")), dtype=np.int64, count=n
+        )
     if family == "balances":
         counted.account = np.fromiter(
-            map(accounts.__getitem__, rows.column("account_id")), dtype=np.int64, count=n
+            map(ids.__getitem__, rows.column("account_id")), dtype=np.int64, count=n
         )
         counted.is_read = np.array([s == "read" for s in state], dtype=np.bool_)[combo]
         counted.is_change = np.array([s == "change" for s in state], dtype=np.bool_)[combo]
@@ -585,6 +601,39 @@ def _balance_violations(counted: _Counted, order: np.ndarray, capacity: int) -> 
             if counter == zero:
                 where.append(i)
     return _part(where, zero, 1)
+
+
+def _otp_outcomes(
+    counted: _Counted,
+    order: np.ndarray,
+    deadlines: OtpDeadlines[str, tuple[str, str]],
+    ids: _Codes,
+    cells: _Cells,
+) -> tuple[Updates, np.ndarray]:
+    """Each code's outcome at its deadline, from OTP records whose arrival order is
+    ``order``: the pipeline's own :class:`~detectors.signals.OtpDeadlines` (the state a warm
+    start left in it included), record by record (the updates, and the cell each counts in)."""
+    assert counted.stage is not None and counted.code is not None
+    step = deadlines.step
+    names = list(ids)  # code -> id (codes are dense, in order of first appearance)
+    key_of = list(zip(cells.services, cells.keys, strict=True))  # cell -> (service, key)
+    otp = WINDOWED.index("otp")
+    code_of = {pair: c for c, pair in enumerate(key_of) if cells.family[c] == otp}
+    stages = counted.stage.tolist()
+    times, codes, where_cell = (
+        a.tolist() for a in (counted.event_time, counted.code, counted.cell)
+    )
+    where: list[int] = []
+    counter: list[int] = []
+    into: list[int] = []
+    in_time, late = _OTP["in_time"], _OTP["not_in_time"]
+    for i in order.tolist():
+        decided = step(times[i], OTP_STAGES[stages[i]], names[codes[i]], key_of[where_cell[i]])
+        for cell, ok in decided:
+            where.append(i)
+            counter.append(in_time if ok else late)
+            into.append(code_of[cell])
+    return _part(where, counter, 1), np.array(into, dtype=np.int64)
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -659,12 +708,12 @@ def run_fast(
     if not files:
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
     cells = _Cells()
-    accounts = _Codes()
+    ids = _Codes()  # account ids (balances) and code ids (otp) -> dense codes
     batches = []
     for path in files:  # count each file as it is read: its decoded rows are not kept
         batch = load_file(path)
         if batch.fast:
-            batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, accounts)
+            batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, ids)
             batch.fast = []
         batches.append(batch)
     merged = merge_order(batches)
@@ -717,7 +766,7 @@ def run_fast(
         stats.first_ms, stats.last_ms = int(good[0]), int(good[-1])
 
     # Columns of the windowed families, then one table in merged order.
-    g_parts, t_parts, c_parts, upd_parts = [], [], [], []
+    g_parts, t_parts, c_parts, upd_parts, ucell_parts = [], [], [], [], []
     count = 0
     for family in WINDOWED:
         parts: list[_Counted] = []
@@ -728,21 +777,30 @@ def run_fast(
                 fast_g.append(merged.rank[merged.offsets[i] + b.fast_pos])
         slow_rows = slow_valid.get(family, [])
         if slow_rows:
-            parts.append(_count(family, _Rows([], [s[1] for s in slow_rows]), cells, accounts))
+            parts.append(_count(family, _Rows([], [s[1] for s in slow_rows]), cells, ids))
         if not parts:
             continue
         gidx = np.concatenate([*fast_g, np.array([s[0] for s in slow_rows], dtype=np.int64)])
         counted = _join(parts)
         rec, counter, amount = counted.updates
+        cell_of = counted.cell[rec]
         if family == "balances":
             order = np.argsort(gidx, kind="stable")
             capacity = pipeline.extractor.balances.capacity
             violations = _balance_violations(counted, order, capacity)
             rec, counter, amount = _cat([(rec, counter, amount), violations])
+            cell_of = np.concatenate([cell_of, counted.cell[violations[0]]])
+        elif family == "otp":
+            order = np.argsort(gidx, kind="stable")
+            deadlines = pipeline.extractor.otp
+            outcomes, outcome_cells = _otp_outcomes(counted, order, deadlines, ids, cells)
+            rec, counter, amount = _cat([(rec, counter, amount), outcomes])
+            cell_of = np.concatenate([cell_of, outcome_cells])
         g_parts.append(gidx)
         t_parts.append(counted.event_time)
         c_parts.append(counted.cell)
         upd_parts.append((rec + count, counter, amount))
+        ucell_parts.append(cell_of)
         count += len(gidx)
     maintenance = sorted(slow_valid.get("maintenance", []), key=lambda m: m[0])
 
@@ -757,8 +815,9 @@ def run_fast(
         u_rec, u_counter, u_amount = _cat(upd_parts)
         late = columnar.late_mask(t_all, window_ms, lateness_ms)
         width = max(len(f.counters) for f in FAMILIES.values())
+        u_cell = np.concatenate(ucell_parts)
         wc = columnar.window_cells(
-            t_all, c_all, ~late, where[u_rec], u_counter, u_amount, window_ms, width
+            t_all, c_all, ~late, where[u_rec], u_counter, u_amount, window_ms, width, u_cell
         )
         starts, first_row = np.unique(wc.window, return_index=True)
         close_at = columnar.close_points(t_all, starts, window_ms, lateness_ms)

@@ -12,7 +12,7 @@ import pytest
 from detectors import columnar
 from detectors.engine import EngineWindow
 from detectors.pipeline import OfflinePipeline
-from detectors.signals import _CMP, COMPLAINT_CATEGORIES, AccountBalances
+from detectors.signals import _CMP, _OTP, COMPLAINT_CATEGORIES, SEP, AccountBalances, OtpDeadlines
 
 W, LATE = 10_000, 5_000
 T0 = 1_760_000_000_000
@@ -90,6 +90,64 @@ def test_windows_lateness_and_close_points_match_the_pipeline(seed: int) -> None
         points[:closed_before_finish] == [seen for _, _, seen in rec.windows][:closed_before_finish]
     )
     assert all(p == n for p in points[closed_before_finish:])
+
+
+def _windows_of(wc: columnar.WindowCells, names: list[str]) -> list[tuple[int, list[Any]]]:
+    starts, first = np.unique(wc.window, return_index=True)
+    bounds = [*first.tolist(), len(wc.cell)]
+    return [
+        (
+            start,
+            [(names[wc.cell[r]], wc.counts[r].tolist()) for r in range(bounds[j], bounds[j + 1])],
+        )
+        for j, start in enumerate(starts.tolist())
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_updates_into_other_cells_match_the_pipeline(seed: int) -> None:
+    # OTP records decide earlier codes' outcomes in those codes' cells: the windows of
+    # window_cells with per-update cells are the pipeline's, disorder and late records included.
+    rng = random.Random(seed)
+    holder: list[OfflinePipeline] = []
+    rec = _Recorder(holder)
+    pipeline = OfflinePipeline(W, LATE, engine=rec)  # type: ignore[arg-type]
+    holder.append(pipeline)
+    ops = ["viettel", "mobifone", "vina"]
+    t, stream = T0, []
+    for i in range(800):
+        t += rng.randrange(0, 2_000)
+        jitter = rng.choice([0, 0, 0, -3_000, -9_000, -40_000])
+        code = f"c{rng.randrange(i + 1)}" if rng.random() < 0.6 else f"c{i}"
+        stage = rng.choice(["requested", "requested", "delivered", "verified", "expired", "sent"])
+        stream.append({"event_time": t + jitter, "service": "s", "stage": stage, "otp_id": code,
+                       "operator": rng.choice(ops), "provider": "p"})  # fmt: skip
+    for r in stream:
+        pipeline.add("otp", r)
+    pipeline.finish()
+
+    times = np.array([r["event_time"] for r in stream], dtype=np.int64)
+    late = columnar.late_mask(times, W, LATE)
+    assert int(late.sum()) == pipeline.late > 0
+    cell = np.array([ops.index(r["operator"]) for r in stream], dtype=np.int64)
+    where, counter, into = [], [], []
+    deadlines: OtpDeadlines[str, int] = OtpDeadlines()
+    for i, r in enumerate(stream):  # the record's own count, then the outcomes it decides
+        where.append(i), counter.append(_OTP[r["stage"]]), into.append(int(cell[i]))
+        for c, ok in deadlines.step(r["event_time"], r["stage"], r["otp_id"], int(cell[i])):
+            (
+                where.append(i),
+                counter.append(_OTP["in_time" if ok else "not_in_time"]),
+                into.append(c),
+            )
+    assert any(c != cell[w] for w, c in zip(where, into, strict=True))  # some other cells
+    wc = columnar.window_cells(
+        times, cell, ~late, np.array(where), np.array(counter), np.ones(len(where), dtype=np.int64),
+        W, len(_OTP), np.array(into),
+    )  # fmt: skip
+    names = [SEP.join(("s", op, "p")) for op in ops]
+    expected = [(start, list(fam["otp"]["s"].items())) for start, fam, _ in rec.windows]
+    assert _windows_of(wc, names) == expected
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -433,14 +432,16 @@ def test_context_explains_an_incident_but_does_not_measure_it() -> None:
 def otp_outcomes(
     rng: np.random.Generator, i: int, lifetime: int, down: str | None = None
 ) -> EngineWindow:
-    """Code outcomes per operator, ~100 codes a window: delivered (97.5 %, 10 % for ``down``)
-    at once, and from window ``lifetime`` on (one code lifetime after the stream starts) the
-    expiries of the codes left unused, ~10 % of them, as a real stream's outcomes arrive."""
+    """Code outcomes per operator, ~100 codes a window: decided in time (97.5 %, 10 % for
+    ``down``) or not, delivered, and from window ``lifetime`` on (one code lifetime after the
+    stream starts) the expiries of the codes left unused, ~10 % of them."""
     cells = {}
     for op in OPERATORS:
         n = int(rng.poisson(100))
         counts = [0] * len(OTP.counters)
-        counts[OTP.index("delivered")] = int(rng.binomial(n, 0.1 if op == down else 0.975))
+        ok = int(rng.binomial(n, 0.1 if op == down else 0.975))
+        counts[OTP.index("in_time")], counts[OTP.index("not_in_time")] = ok, n - ok
+        counts[OTP.index("delivered")] = ok
         if i >= lifetime:
             counts[OTP.index("expired")] = int(rng.binomial(n, 0.1 if op != down else 0.9))
         cells[SEP.join(("wallet", op, "smsco"))] = counts
@@ -451,25 +452,22 @@ def _ratio_opens(found: list[Anomaly]) -> list[Anomaly]:
     return [a for a in found if a.signal.name == "otp.delivery_ratio" and a.action == "open"]
 
 
-def test_the_delivery_ratio_is_judged_once_the_first_codes_could_expire() -> None:
-    # For one code lifetime (30 windows) the outcomes hold deliveries and no expiries: a ratio
-    # of ~1.0 that, learned, would make every later window a drop (the signal without its
-    # settling rule shows that). Judged from the window after the first expiry, nothing opens.
-    def windows() -> list[EngineWindow]:
-        rng = np.random.default_rng(11)
-        return [otp_outcomes(rng, i, lifetime=30) for i in range(200)]
-
+def test_the_outcome_mix_is_judged_once_the_first_codes_could_expire() -> None:
+    # For one code lifetime (30 windows) the outcomes hold deliveries and no expiries: a mix
+    # that, learned, would make every later window novel. It is judged from the window after
+    # the first expiry (Signal.settles_on), whatever the platform's code lifetime.
     engine = DetectionEngine(W)
-    assert _ratio_opens(run(engine, windows())) == []
-    assert "otp.delivery_ratio" in engine.settled
-    unsettled = [
-        dataclasses.replace(s, settles_on=None) if s.name == "otp.delivery_ratio" else s
-        for s in engine.signals
-    ]
-    assert _ratio_opens(run(DetectionEngine(W, signals=unsettled), windows()))
+    judged: list[int] = []
+    engine.observer = lambda sig, seg, t, x, score, flagged, det: (
+        judged.append(t) if sig.name == "otp.mix" else None
+    )
+    rng = np.random.default_rng(11)
+    run(engine, [otp_outcomes(rng, i, lifetime=30) for i in range(40)])
+    assert "otp.mix" in engine.settled
+    assert min(judged) == T0 + 31 * W
 
 
-def test_an_operator_that_stops_delivering_after_the_ratio_settled_is_found() -> None:
+def test_an_operator_that_stops_delivering_is_found_on_its_first_window() -> None:
     rng = np.random.default_rng(12)
     down = [otp_outcomes(rng, i, 30, "mobifone" if 120 <= i < 150 else None) for i in range(180)]
     opened = _ratio_opens(run(DetectionEngine(W), down))

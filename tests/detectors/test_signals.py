@@ -1,0 +1,108 @@
+"""detectors.signals: the stateful extractors (each OTP code's outcome at its deadline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors.signals import _OTP, OTP_DEADLINE_MS, SEP, Extractor, OtpDeadlines
+
+D = OTP_DEADLINE_MS
+
+
+def test_a_code_is_in_time_when_delivered_or_verified_before_its_deadline() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    d.step(0, "requested", "b", "y")
+    assert d.step(D - 1, "verified", "b", "y") == [("y", True)]  # verified implies delivered
+    assert d.step(D - 1, "delivered", "a", "x") == [("x", True)]
+    assert d.step(D - 1, "verified", "a", "x") == []  # decided once
+    assert len(d) == 0
+
+
+def test_a_code_not_delivered_by_its_deadline_is_late_at_the_first_record_past_it() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    assert d.step(D - 1, "sent", "z", "other") == []
+    # Any record at or after the deadline decides it, in the code's own cell.
+    assert d.step(D, "requested", "z", "other") == [("x", False)]
+    assert d.step(D + 5, "delivered", "a", "x") == []  # too late, and counted already
+
+
+def test_a_late_delivery_is_late_even_when_no_other_record_came_first() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    assert d.step(D + 4_000, "delivered", "a", "x") == [("x", False)]
+
+
+def test_failed_and_expired_codes_are_not_in_time() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    d.step(0, "requested", "b", "x")
+    assert d.step(100, "failed", "a", "x") == [("x", False)]
+    assert d.step(200, "expired", "b", "x") == [("x", False)]
+
+
+def test_a_delivered_code_nobody_types_in_is_delivered() -> None:
+    # Its expiry, minutes later, is not a delivery failure.
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    assert d.step(3_000, "delivered", "a", "x") == [("x", True)]
+    assert d.step(300_000, "expired", "a", "x") == []
+
+
+def test_a_redelivered_request_does_not_start_its_code_again() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    d.step(1_000, "requested", "a", "x")  # a duplicate while pending
+    assert d.step(2_000, "delivered", "a", "x") == [("x", True)]
+    d.step(3_000, "requested", "a", "x")  # a duplicate after the outcome
+    assert d.step(10 * D, "sent", "z", "x") == []
+    assert len(d) == 0
+
+
+def test_records_of_codes_never_requested_decide_nothing() -> None:
+    # A stream that starts after a code's request: its delivery is not counted.
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    assert d.step(0, "delivered", "a", "x") == []
+    assert d.step(0, "expired", "b", "x") == []
+
+
+def test_outcomes_decided_by_one_record_come_in_deadline_then_request_order() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    d.step(5, "requested", "b", "y")
+    d.step(5, "requested", "c", "z")
+    assert d.step(D + 10, "sent", "q", "w") == [("x", False), ("y", False), ("z", False)]
+
+
+def test_state_is_bounded() -> None:
+    d: OtpDeadlines[int, str] = OtpDeadlines(memory=100)
+    for i in range(10_000):
+        t = i * 100
+        d.step(t, "requested", i, "x")
+        if i % 2:
+            d.step(t, "delivered", i, "x")
+    assert len(d) <= D // 100 + 1  # pending: at most a deadline's worth of requests
+    assert len(d._decided) == 100 and len(d._queue) <= D // 100 + 1
+
+
+def _otp(t: int, stage: str, code: str, operator: str = "viettel") -> dict[str, Any]:
+    return {"event_time": t, "service": "wallet", "stage": stage, "otp_id": code,
+            "operator": operator, "provider": "twilio"}  # fmt: skip
+
+
+def test_the_extractor_counts_the_stage_then_the_outcomes_it_decides() -> None:
+    ex = Extractor()
+    x = SEP.join(("wallet", "viettel", "twilio"))
+    y = SEP.join(("wallet", "mobifone", "twilio"))
+    assert list(ex.updates("otp", _otp(0, "requested", "a"))) == [("wallet", x, 0, 1)]
+    list(ex.updates("otp", _otp(0, "requested", "b", "mobifone")))
+    got = list(ex.updates("otp", {**_otp(2_500, "delivered", "a"), "latency_ms": 2_500}))
+    assert got == [
+        ("wallet", x, _OTP["delivered"], 1),
+        ("wallet", x, _OTP["delivery_latency_s"], 2),
+        ("wallet", x, _OTP["in_time"], 1),
+    ]
+    # A viettel record past b's deadline decides b, in b's (mobifone) cell.
+    got = list(ex.updates("otp", _otp(D, "requested", "c")))
+    assert got == [("wallet", x, _OTP["requested"], 1), ("wallet", y, _OTP["not_in_time"], 1)]
