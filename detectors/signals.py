@@ -101,6 +101,7 @@ _OTP = {name: i for i, name in enumerate(OTP_COUNTERS)}
 #: SMS codes arrive in seconds (simulated request-to-delivery: median 3.9 s, and 0.02 % of codes
 #: over 30 s, 0.14 % at the slowest operator); a user still waiting after 30 s is an outage's.
 OTP_DEADLINE_MS = 30_000
+_STARTS = frozenset({"requested", "sent"})  # the first of them starts a code's clock
 _REACHED = frozenset({"delivered", "verified"})  # the code reached the handset
 _ENDED = frozenset({"expired", "failed"})  # the code will never reach it
 
@@ -128,11 +129,15 @@ class OtpDeadlines(Generic[K, C]):
     types in is still delivered. ``in_time`` of ``in_time + not_in_time`` is a ratio whose
     successes are a subset of its trials, whatever the delays.
 
+    A code's clock starts at its ``requested`` record, or at its ``sent`` record for a
+    producer that does not report requests (or a code requested before the stream began).
+
     State: the codes pending (at most ``deadline_ms`` of requests) and the last ``memory``
-    codes decided (minutes of a busy partition's codes), so a redelivered ``requested`` record
-    does not start a code twice. OTP records of one code must share a partition (key them by
-    code, user or segment), as the balances of one account do. ``K`` is the code id, ``C``
-    the cell a code counts in (the extractor's ``(service, cell key)``).
+    codes decided (minutes of a busy partition's codes), so a redelivered ``requested`` (or a
+    ``sent`` after the outcome) does not start a code twice. OTP records of one code must
+    share a partition (key them by code, user or segment), as the balances of one account
+    do. ``K`` is the code id, ``C`` the cell a code counts in (the extractor's ``(service,
+    cell key)``).
 
     >>> d = OtpDeadlines(deadline_ms=30_000)
     >>> d.step(0, "requested", "a", "cell-x"), d.step(1_000, "requested", "b", "cell-y")
@@ -166,7 +171,7 @@ class OtpDeadlines(Generic[K, C]):
             if entry is not None:
                 out.append((entry[1], False))
                 self._decide(late)
-        if stage == "requested":
+        if stage in _STARTS:
             if code not in pending and code not in self._decided:
                 pending[code] = (t + self.deadline_ms, cell)
                 heapq.heappush(queue, (t + self.deadline_ms, self._order, code))

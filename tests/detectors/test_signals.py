@@ -56,15 +56,28 @@ def test_a_redelivered_request_does_not_start_its_code_again() -> None:
     d.step(1_000, "requested", "a", "x")  # a duplicate while pending
     assert d.step(2_000, "delivered", "a", "x") == [("x", True)]
     d.step(3_000, "requested", "a", "x")  # a duplicate after the outcome
-    assert d.step(10 * D, "sent", "z", "x") == []
+    assert d.step(10 * D, "verified", "z", "x") == []
     assert len(d) == 0
 
 
-def test_records_of_codes_never_requested_decide_nothing() -> None:
-    # A stream that starts after a code's request: its delivery is not counted.
+def test_records_of_codes_never_requested_nor_sent_decide_nothing() -> None:
+    # A stream that starts after a code was sent: its delivery is not counted.
     d: OtpDeadlines[str, str] = OtpDeadlines()
     assert d.step(0, "delivered", "a", "x") == []
     assert d.step(0, "expired", "b", "x") == []
+
+
+def test_without_requests_the_clock_starts_at_the_send() -> None:
+    d: OtpDeadlines[str, str] = OtpDeadlines()
+    d.step(0, "requested", "a", "x")
+    d.step(400, "sent", "a", "x")  # already running: the request started it
+    d.step(1_000, "sent", "b", "x")  # no request reported: the send starts it
+    assert d.step(D, "sent", "z", "x") == [("x", False)]  # a, from its request
+    assert d.step(D + 1_000, "delivered", "b", "x") == [("x", False)]  # b, from its send
+    d.step(D + 2_000, "requested", "c", "x")
+    d.step(D + 3_000, "delivered", "c", "x")
+    assert d.step(D + 3_100, "sent", "c", "x") == []  # a send after the outcome starts nothing
+    assert d.step(10 * D, "sent", "y", "x") == [("x", False)]  # only z was still pending
 
 
 def test_outcomes_decided_by_one_record_come_in_deadline_then_request_order() -> None:
