@@ -109,10 +109,10 @@ class Signal:
     span_ms: int = 0
     #: A counter of the family that proves the signal's input is complete: until a window shows
     #: it (anywhere in the family), the signal is neither judged nor learned, from the window
-    #: after it on. OTP outcomes: an expiry comes one code lifetime after its send, so for the
-    #: first lifetime of a stream the outcomes are deliveries without the expiries (a delivery
-    #: ratio of ~1.0 that, learned, turns every later window into a drop). The first expiry
-    #: marks one lifetime passed, whatever the platform's lifetime is.
+    #: after it on. The mix of OTP code fates: an expiry comes one code lifetime after its
+    #: send, so for the first lifetime of a stream the fates are deliveries without expiries (a
+    #: mix that, learned, makes every later window look novel). The first expiry marks one
+    #: lifetime passed, whatever the platform's lifetime is.
     settles_on: str | None = None
     #: Another signal of the same family that reports this one's outages first: no segment of
     #: a service is judged here (nor learned) while that signal has an anomaly open anywhere in
