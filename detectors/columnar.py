@@ -143,42 +143,28 @@ def window_cells(
     if len(idx) == 0:
         empty = np.zeros(0, dtype=np.int64)
         return WindowCells(empty, empty, empty, np.zeros((0, width), dtype=np.int64))
-    ws = floor_to(t[idx], window_ms)
-    w0 = int(ws[0])
+    w0 = int(floor_to(t[idx[:1]], window_ms)[0])  # windows relative to the first counted one
     urec = np.asarray(upd_record, dtype=np.int64)
-    if upd_cell is None:
-        ncell = int(cell.max()) + 1
-        pair = (ws - w0) // window_ms * ncell + cell[idx]
-        uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
-        first = idx[first_pos]
-        row_of_record = np.full(len(t), -1, dtype=np.int64)
-        row_of_record[idx] = inverse
-        urow = row_of_record[urec]
-    else:
-        ucell = np.asarray(upd_cell, dtype=np.int64)
-        ncell = int(max(cell.max(), ucell.max(initial=0))) + 1
-        is_counted = np.zeros(len(t), dtype=np.bool_)
-        is_counted[idx] = True
-        other = np.flatnonzero(is_counted[urec] & (ucell != cell[urec]))
-        if len(other) == 0:  # every update in its record's cell
-            return window_cells(
-                event_time, cell, counted, upd_record, upd_counter, upd_amount, window_ms, width
-            )
-        # Touches: each counted record's own cell, then its updates' other cells, in order:
-        # the (few) others sorted by (record, update), inserted after their record's own.
-        other = other[np.lexsort((other, urec[other]))]
-        pos = np.searchsorted(idx, urec[other], side="right")
-        by = np.insert(idx, pos, urec[other])
-        tcell = np.insert(cell[idx], pos, ucell[other])
-        is_own = np.ones(len(by), dtype=np.bool_)
-        is_own[pos + np.arange(len(other))] = False
-        pair = (floor_to(t[by], window_ms) - w0) // window_ms * ncell + tcell
-        uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
-        first = by[first_pos]
-        row_of_record = np.full(len(t), -1, dtype=np.int64)
-        row_of_record[idx] = inverse[is_own]
-        urow = row_of_record[urec]
-        urow[other] = inverse[~is_own]
+    ucell = cell[urec] if upd_cell is None else np.asarray(upd_cell, dtype=np.int64)
+    ncell = int(max(cell.max(), ucell.max(initial=0))) + 1
+    is_counted = np.zeros(len(t), dtype=np.bool_)
+    is_counted[idx] = True
+    # Touches: each counted record's own cell, then its updates' other cells, in order: the
+    # (few) others sorted by (record, update), inserted after their record's own.
+    other = np.flatnonzero(is_counted[urec] & (ucell != cell[urec]))
+    other = other[np.lexsort((other, urec[other]))]
+    pos = np.searchsorted(idx, urec[other], side="right")
+    by = np.insert(idx, pos, urec[other])
+    is_own = np.ones(len(by), dtype=np.bool_)
+    is_own[pos + np.arange(len(other))] = False
+    touched = np.insert(cell[idx], pos, ucell[other])
+    pair = (floor_to(t[by], window_ms) - w0) // window_ms * ncell + touched
+    uniq, first_pos, inverse = np.unique(pair, return_index=True, return_inverse=True)
+    first = by[first_pos]
+    row_of_record = np.full(len(t), -1, dtype=np.int64)
+    row_of_record[idx] = inverse[is_own]
+    urow = row_of_record[urec]
+    urow[other] = inverse[~is_own]
     rows = len(uniq)
     keep = urow >= 0
     flat = urow[keep] * width + np.asarray(upd_counter, dtype=np.int64)[keep]

@@ -99,7 +99,7 @@ OTP_COUNTERS = (*OTP_STAGES, "delivery_latency_s", "in_time", "not_in_time")
 _OTP = {name: i for i, name in enumerate(OTP_COUNTERS)}
 #: A code requested this long ago and not delivered yet is counted as not delivered in time.
 #: SMS codes arrive in seconds (simulated request-to-delivery: median 3.9 s, and 0.02 % of codes
-#: over 30 s, 0.14 % at the slowest operator); a user still waiting after 30 s is an outage's.
+#: over 30 s, 0.14 % at the slowest operator): a user still waiting after 30 s has met an outage.
 OTP_DEADLINE_MS = 30_000
 _STARTS = frozenset({"requested", "sent"})  # the first of them starts a code's clock
 _REACHED = frozenset({"delivered", "verified"})  # the code reached the handset
