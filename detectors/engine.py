@@ -386,6 +386,19 @@ def default_signals() -> list[Signal]:
             defers_to="transactions.success_rate",
         ),
         Signal(
+            "otp.delivery_drift", OTP, ("operator", None),
+            _drift,
+            _rate(lambda c: c[_o_in_time], lambda c: c[_o_in_time] + c[_o_late]),
+            f"OTP codes delivered within {OTP_DEADLINE_MS // 1000} s (sustained drift against "
+            "the last hours)",
+            *_by_dimension(
+                {"operator": "otp_operator_delivery_failure", None: "otp_delivery_failure"},
+                {"operator": "OTP codes delivered less and less by mobile operator {v}",
+                 None: "OTP codes delivered less and less on {s}"},
+            ),
+            defers_to="otp.delivery_ratio",
+        ),
+        Signal(
             "logins.success_drift", L, (None,),
             _drift,
             _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail]),

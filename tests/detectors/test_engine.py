@@ -554,3 +554,43 @@ def test_a_collapse_is_the_rate_signal_s_not_a_drift() -> None:
     acb = Segment("wallet", "partner_bank", "ACB")
     assert _opened(found, "transactions.success_rate")[0] == (T0 + 360 * W, acb)
     assert _opened(found, "transactions.success_drift") == []
+
+
+def _operator_windows(
+    seed: int, mobifone: Callable[[int], float], windows: int
+) -> list[EngineWindow]:
+    """~100 codes decided per operator and window; mobifone's in time at ``mobifone(i)``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(windows):
+        cells = {}
+        for op in OPERATORS:
+            n = int(rng.poisson(100))
+            ok = int(rng.binomial(n, mobifone(i) if op == "mobifone" else 0.975))
+            counts = [0] * len(OTP.counters)
+            counts[OTP.index("in_time")], counts[OTP.index("not_in_time")] = ok, n - ok
+            cells[SEP.join(("wallet", op, "smsco"))] = counts
+        out.append(EngineWindow(T0 + i * W, {"otp": {"wallet": cells}}))
+    return out
+
+
+def test_an_operator_delivering_less_and_less_is_a_drift_at_that_operator() -> None:
+    # An hour at 97.5 %, then one point lost every 10 minutes: a drift at the operator only.
+    def mobifone(i: int) -> float:
+        return 0.975 - max(0, i - 360) * 0.01 / 60
+
+    found = run(DetectionEngine(W), _operator_windows(31, mobifone, 960))
+    drift = _opened(found, "otp.delivery_drift")
+    assert [seg for _, seg in drift] == [Segment("wallet", "operator", "mobifone")]
+    minutes = (drift[0][0] - (T0 + 360 * W)) / 60_000
+    assert 20 < minutes < 90, minutes
+    assert _opened(found, "otp.delivery_ratio") == []
+
+
+def test_an_operator_that_stops_delivering_is_the_ratio_s_not_a_drift() -> None:
+    found = run(
+        DetectionEngine(W), _operator_windows(32, lambda i: 0.1 if 360 <= i < 420 else 0.975, 600)
+    )
+    mobifone = Segment("wallet", "operator", "mobifone")
+    assert _opened(found, "otp.delivery_ratio")[0] == (T0 + 360 * W, mobifone)
+    assert _opened(found, "otp.delivery_drift") == []
