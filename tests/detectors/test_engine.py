@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from detectors.engine import Anomaly, DetectionEngine, EngineWindow, Segment
 from detectors.incidents import IncidentManager, probable_cause
@@ -532,18 +533,34 @@ def _opened(found: list[Anomaly], signal: str) -> list[tuple[int, Segment]]:
             a.signal.name == signal]  # fmt: skip
 
 
-def test_a_bank_failing_more_and_more_is_a_drift_at_that_bank() -> None:
-    # An hour at 98.5 %, then one point of success lost every 10 minutes (60 windows): the
-    # rate's 10-minute baseline follows it, the drift's 6-hour reference does not.
-    def acb(i: int) -> float:
-        return 0.985 - max(0, i - 360) * 0.01 / 60
+@pytest.mark.parametrize(
+    ("windows", "normal_rate", "drift_signal", "rate_signal", "segment"),
+    [
+        (lambda rate: _bank_windows(21, rate, 960), 0.985, "transactions.success_drift",
+         "transactions.success_rate", Segment("wallet", "partner_bank", "ACB")),
+        (lambda rate: _operator_windows(31, rate, 960), 0.975, "otp.delivery_drift",
+         "otp.delivery_ratio", Segment("wallet", "operator", "mobifone")),
+    ],
+)  # fmt: skip
+def test_a_segment_failing_more_and_more_is_a_drift_there(
+    windows: Callable[[Callable[[int], float]], list[EngineWindow]],
+    normal_rate: float,
+    drift_signal: str,
+    rate_signal: str,
+    segment: Segment,
+) -> None:
+    # An hour at the normal rate, then one point of success lost every 10 minutes (60
+    # windows), at one bank or operator: the rate's 10-minute baseline follows it, the drift's
+    # 6-hour reference does not.
+    def rate(i: int) -> float:
+        return normal_rate - max(0, i - 360) * 0.01 / 60
 
-    found = run(DetectionEngine(W), _bank_windows(21, acb, 960))
-    drift = _opened(found, "transactions.success_drift")
-    assert [seg for _, seg in drift] == [Segment("wallet", "partner_bank", "ACB")]
+    found = run(DetectionEngine(W), windows(rate))
+    drift = _opened(found, drift_signal)
+    assert [seg for _, seg in drift] == [segment]
     minutes = (drift[0][0] - (T0 + 360 * W)) / 60_000
     assert 20 < minutes < 90, minutes  # once the drop matters: 5 points below the reference
-    assert _opened(found, "transactions.success_rate") == []
+    assert _opened(found, rate_signal) == []
 
 
 def test_a_collapse_is_the_rate_signal_s_not_a_drift() -> None:
@@ -572,19 +589,6 @@ def _operator_windows(
             cells[SEP.join(("wallet", op, "smsco"))] = counts
         out.append(EngineWindow(T0 + i * W, {"otp": {"wallet": cells}}))
     return out
-
-
-def test_an_operator_delivering_less_and_less_is_a_drift_at_that_operator() -> None:
-    # An hour at 97.5 %, then one point lost every 10 minutes: a drift at the operator only.
-    def mobifone(i: int) -> float:
-        return 0.975 - max(0, i - 360) * 0.01 / 60
-
-    found = run(DetectionEngine(W), _operator_windows(31, mobifone, 960))
-    drift = _opened(found, "otp.delivery_drift")
-    assert [seg for _, seg in drift] == [Segment("wallet", "operator", "mobifone")]
-    minutes = (drift[0][0] - (T0 + 360 * W)) / 60_000
-    assert 20 < minutes < 90, minutes
-    assert _opened(found, "otp.delivery_ratio") == []
 
 
 def test_an_operator_that_stops_delivering_is_the_ratio_s_not_a_drift() -> None:
