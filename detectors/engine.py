@@ -248,6 +248,14 @@ _l_events = (_l_ok, _l_fail, _l_forced)
 _b_events = (_c(B, "reads"), _c(B, "changes"))
 
 
+# The rates that a signal and its drift both watch.
+_txn_success = _rate(lambda c: c[_t_ok], lambda c: c[_t_ok] + c[_t_failed])
+_login_success = _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail])
+#: Each OTP code's outcome at its deadline (detectors.signals.OtpDeadlines).
+_otp_in_time = _rate(lambda c: c[_o_in_time], lambda c: c[_o_in_time] + c[_o_late])
+_OTP_IN_TIME = f"OTP codes delivered within {OTP_DEADLINE_MS // 1000} s"
+
+
 def default_signals() -> list[Signal]:
     """The signals of the five outages of INCIDENTS.md (and silence)."""
     rate = SuccessRateDrop
@@ -255,7 +263,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "transactions.success_rate", T, ("partner_bank", "region", "channel", None),
             lambda w: rate(),
-            _rate(lambda c: c[_t_ok], lambda c: c[_t_ok] + c[_t_failed]),
+            _txn_success,
             "transaction success rate",
             *_by_dimension(
                 {"partner_bank": "partner_bank_failure", "region": "regional_failure",
@@ -283,7 +291,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "logins.success_rate", L, ("region", None),
             lambda w: rate(),
-            _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail]),
+            _login_success,
             "login success rate",
             *_by_dimension(
                 {None: "login_outage"},
@@ -306,8 +314,8 @@ def default_signals() -> list[Signal]:
             # against sends of the same window (some land in the next one: more deliveries than
             # sends in one window, fewer in the next; measured: 5 false incidents in a calm
             # week), nor against expiries (minutes late, and an unused delivered code expires).
-            _rate(lambda c: c[_o_in_time], lambda c: c[_o_in_time] + c[_o_late]),
-            f"OTP codes delivered within {OTP_DEADLINE_MS // 1000} s",
+            _otp_in_time,
+            _OTP_IN_TIME,
             *_by_dimension(
                 {"operator": "otp_operator_delivery_failure",
                  "provider": "otp_provider_delivery_failure", None: "otp_delivery_failure"},
@@ -376,7 +384,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "transactions.success_drift", T, ("partner_bank", None),
             _drift,
-            _rate(lambda c: c[_t_ok], lambda c: c[_t_ok] + c[_t_failed]),
+            _txn_success,
             "transaction success rate (sustained drift against the last hours)",
             *_by_dimension(
                 {"partner_bank": "partner_bank_failure", None: "payment_failure"},
@@ -388,9 +396,8 @@ def default_signals() -> list[Signal]:
         Signal(
             "otp.delivery_drift", OTP, ("operator", None),
             _drift,
-            _rate(lambda c: c[_o_in_time], lambda c: c[_o_in_time] + c[_o_late]),
-            f"OTP codes delivered within {OTP_DEADLINE_MS // 1000} s (sustained drift against "
-            "the last hours)",
+            _otp_in_time,
+            f"{_OTP_IN_TIME} (sustained drift against the last hours)",
             *_by_dimension(
                 {"operator": "otp_operator_delivery_failure", None: "otp_delivery_failure"},
                 {"operator": "OTP codes delivered less and less by mobile operator {v}",
@@ -401,7 +408,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "logins.success_drift", L, (None,),
             _drift,
-            _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail]),
+            _login_success,
             "login success rate (sustained drift against the last hours)",
             *_by_dimension({None: "login_outage"}, {None: "logins failing more and more on {s}"}),
             defers_to="logins.success_rate",
