@@ -601,6 +601,8 @@ def _counts(x: Mapping[Any, Any]) -> tuple[int, int] | None:
     """(successes, trials) from a window, None if either is missing; ValueError if impossible."""
     k = x.get("successes")
     n = x.get("trials")
+    if type(k) is int and type(n) is int and 0 <= k <= n:  # the engine's case: no conversion
+        return k, n
     if k is None or n is None:
         return None
     try:
