@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
     from streams.evaluate import History, RunStats
     from streams.report import SeriesRecorder
 
-__all__ = ["run_fast", "value_struct"]
+__all__ = ["default_jobs", "load_counted", "run_fast", "value_struct"]
 
 #: Families counted into windows (the others, maintenance and feedback, are few).
 WINDOWED: tuple[str, ...] = tuple(FAMILIES)
@@ -637,6 +638,98 @@ def _otp_outcomes(
     return _part(where, counter, 1), np.array(into, dtype=np.int64)
 
 
+# ------------------------------------------------------------------- loading in processes
+
+
+@dataclass
+class _Loaded:
+    """One file decoded and counted with tables of its own: its cells ``(family, key)`` and
+    ids in the order of their codes (first appearance), to be adopted in file order."""
+
+    batch: FileBatch
+    cells: list[tuple[str, str]]
+    ids: list[Any]
+
+
+def _load_counted(path: Path) -> _Loaded:
+    """Decode and count one file (its decoded rows are not kept)."""
+    cells, ids = _Cells(), _Codes()
+    batch = load_file(path)
+    if batch.fast:
+        batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, ids)
+        batch.fast = []
+    names = list(FAMILIES)
+    return _Loaded(batch, [(names[f], k) for f, k in zip(cells.family, cells.keys, strict=True)],
+                   list(ids))  # fmt: skip
+
+
+def _adopt(loaded: _Loaded, cells: _Cells, ids: _Codes) -> FileBatch:
+    """The batch with its codes in the run's tables. Adopted in file order, a file's cells
+    and ids get the codes a single table filled file after file would have given them."""
+    counted = loaded.batch.counted
+    if counted is not None:
+        cell_map = np.array([cells.cell(f, k) for f, k in loaded.cells], dtype=np.int64)
+        counted.cell = cell_map[counted.cell]
+        id_map = np.array([ids[v] for v in loaded.ids], dtype=np.int64)
+        for name in ("account", "code"):
+            local = getattr(counted, name)
+            if local is not None:
+                setattr(counted, name, id_map[local])
+    return loaded.batch
+
+
+def default_jobs() -> int:
+    """Processes to read with by default: the cores, at most 4 (a run has one file per topic,
+    and the largest file bounds the time)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+#: Below this many bytes of input, files are read in this process (a second process costs
+#: more than it saves).
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _load_many(paths: list[Path]) -> list[_Loaded]:
+    return [_load_counted(p) for p in paths]
+
+
+def load_counted(files: list[Path], jobs: int = 1) -> list[_Loaded]:
+    """:func:`_load_counted` of every file, in file order: with ``jobs`` > 1 (and input worth
+    it), the files shared by size between this process and ``jobs - 1`` forked ones, each
+    reading its share as one task (a task's result crosses a pipe once)."""
+    sizes = {p: p.stat().st_size for p in files}
+    if jobs <= 1 or len(files) < 2 or sum(sizes.values()) < PARALLEL_MIN_BYTES:
+        return _load_many(files)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _load_many(files)
+    # Greedy by size: each file to the least loaded share; share 0 is this process's.
+    shares: list[list[Path]] = [[] for _ in range(min(jobs, len(files)))]
+    load = [0] * len(shares)
+    for path in sorted(files, key=lambda p: -sizes[p]):
+        who = load.index(min(load))
+        load[who] += sizes[path]
+        shares[who].append(path)
+    out: dict[Path, _Loaded] = {}
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(shares) - 1, mp_context=context) as pool:
+        futures = [(share, pool.submit(_load_many, share)) for share in shares[1:]]
+        out.update(zip(shares[0], _load_many(shares[0]), strict=True))
+        for share, future in futures:
+            try:
+                out.update(zip(share, future.result(), strict=True))
+            except BrokenProcessPool as exc:
+                names = ", ".join(p.name for p in share)
+                raise RadarError(
+                    f"the process reading {names} stopped before it finished ({exc}); out of "
+                    "memory? Run again with --jobs 1: one process, one decoded file at a time"
+                ) from exc
+    return [out[p] for p in files]
+
+
 # ---------------------------------------------------------------------------------- the run
 
 
@@ -691,6 +784,7 @@ def run_fast(
     warm_start: Path | None = None,
     recorder: SeriesRecorder | None = None,
     on_history: Callable[[History], None] | None = None,
+    jobs: int = 1,
 ) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
     """:func:`streams.evaluate.run`, fast: the same pipeline state, incidents, stats and
     errors. ``stats.seconds`` covers reading, decoding, counting and detection (not the
@@ -710,13 +804,7 @@ def run_fast(
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
     cells = _Cells()
     ids = _Codes()  # account ids (balances) and code ids (otp) -> dense codes
-    batches = []
-    for path in files:  # count each file as it is read: its decoded rows are not kept
-        batch = load_file(path)
-        if batch.fast:
-            batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, ids)
-            batch.fast = []
-        batches.append(batch)
+    batches = [_adopt(loaded, cells, ids) for loaded in load_counted(files, jobs)]
     merged = merge_order(batches)
     total = len(merged.timestamps)
 

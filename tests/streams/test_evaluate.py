@@ -18,7 +18,7 @@ import pytest
 from detectors.engine import Anomaly, DetectionEngine, Segment
 from detectors.incidents import Incident
 from streams.errors import RadarError
-from streams.evaluate import Label, RunStats, last_line, load_labels, match
+from streams.evaluate import Label, RunStats, evaluate_main, last_line, load_labels, match
 
 ROOT = Path(__file__).resolve().parents[2]
 LAST = re.compile(
@@ -110,6 +110,11 @@ def test_evaluate_cli_missing_input_exits_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+def test_evaluate_jobs_below_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RadarError, match=r"--jobs must be at least 1, got 0; use 1"):
+        evaluate_main(str(tmp_path), None, None, False, jobs=0)
 
 
 # -- --report and --warm-start, on small synthetic login traffic ------------------------------

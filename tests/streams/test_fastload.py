@@ -10,6 +10,7 @@ import copy
 import gzip
 import heapq
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from detectors.pipeline import OfflinePipeline
 from detectors.signals import Extractor
 from simulator import build_plan
 from simulator import simulate as generate
-from streams import evaluate
+from streams import evaluate, fastload
+from streams.errors import RadarError
 from streams.fastload import FileBatch, load_file, merge_order, run_fast
+from streams.traffic import traffic_files
 
 W, LATE = 10_000, 5_000
 #: The per-record path: ``run_records`` once ``evaluate.run`` dispatches to the fast path.
@@ -71,7 +74,25 @@ def _summary(result: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _both(source: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Any, Any]:
+def _in_processes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Read with a second process however small the input: the paths read there."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setattr(fastload, "PARALLEL_MIN_BYTES", 0)
+    sent: list[Path] = []
+    submit = ProcessPoolExecutor.submit
+
+    def spy(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        sent.extend(args[0])
+        return submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", spy)
+    return sent
+
+
+def _both(
+    source: Path, monkeypatch: pytest.MonkeyPatch, jobs: int = 1
+) -> tuple[Any, Any, Any, Any]:
     seen = _capture(monkeypatch)
     added = []
     original_add = OfflinePipeline.add
@@ -86,12 +107,12 @@ def _both(source: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, Any,
     assert len(added) == slow["stats"][0]
     slow_windows = list(seen)
     seen.clear()
-    fast = _summary(run_fast(source, W, LATE, progress=False))
+    fast = _summary(run_fast(source, W, LATE, progress=False, jobs=jobs))
     return slow, fast, slow_windows, list(seen)
 
 
-def _assert_same(source: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    slow, fast, slow_windows, fast_windows = _both(source, monkeypatch)
+def _assert_same(source: Path, monkeypatch: pytest.MonkeyPatch, jobs: int = 1) -> dict[str, Any]:
+    slow, fast, slow_windows, fast_windows = _both(source, monkeypatch, jobs)
     assert len(fast_windows) == len(slow_windows)
     for a, b in zip(slow_windows, fast_windows, strict=True):
         assert a == b, f"window {a[0]} differs"
@@ -274,11 +295,14 @@ def _edge_files(directory: Path) -> None:
     (directory / "complaints.jsonl.gz").write_bytes(packed[: len(packed) * 2 // 3])
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_bad_and_unusual_records_same_as_per_record_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     _edge_files(tmp_path)
-    slow = _assert_same(tmp_path, monkeypatch)
+    sent = _in_processes(monkeypatch) if jobs > 1 else []
+    slow = _assert_same(tmp_path, monkeypatch, jobs)
+    assert len(sent) >= 2 if jobs > 1 else not sent  # files really were read elsewhere
     counts = slow["errors"][0]
     assert counts["bad line"] >= 5 and counts["invalid"] >= 8 and counts["unreadable file"] == 1
     assert counts["not UTF-8"] == 1
@@ -350,3 +374,61 @@ def test_warm_start_and_observer_same_as_per_record_path(tmp_path: Path) -> None
     (slow, slow_history, slow_calls), (fast, fast_history, fast_calls) = results
     assert fast == slow and fast_history == slow_history and fast_calls == slow_calls
     assert slow_history and slow_calls
+
+
+def test_files_read_in_processes_get_the_codes_of_one_shared_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process counts with tables of its own; adopted in file order, every file's
+    cells, accounts and OTP codes get the codes one table filled file after file gives."""
+    generate(build_plan(scenario="shopee", seed=5, days=0.03, rate=10.0, onset_hour=0.2,
+                        duration_minutes=10), tmp_path / "a")  # fmt: skip
+    generate(build_plan(scenario="qiwi", seed=6, days=0.03, rate=10.0, onset_hour=0.2,
+                        duration_minutes=10), tmp_path / "b")  # fmt: skip
+    for path in (tmp_path / "b").iterdir():  # a second file per family: codes seen twice
+        path.rename(tmp_path / "a" / f"{path.name.split('.')[0]}.2.jsonl")
+    files = [p for p in traffic_files(tmp_path / "a") if not p.name.endswith(".json")]
+    cells, ids = fastload._Cells(), fastload._Codes()
+    expected = []
+    for path in files:  # the reference: one table for every file, in file order
+        batch = load_file(path)
+        rows = fastload._Rows(batch.fast, [])
+        expected.append(fastload._count(batch.family, rows, cells, ids) if batch.fast else None)
+    sent = _in_processes(monkeypatch)
+    got_cells, got_ids = fastload._Cells(), fastload._Codes()
+    batches = [
+        fastload._adopt(loaded, got_cells, got_ids) for loaded in fastload.load_counted(files, 2)
+    ]
+    assert sent and len(sent) < len(files)  # both processes read files
+    assert got_cells.keys == cells.keys and got_cells.family == cells.family
+    assert list(got_ids) == list(ids) and len(ids) > 100
+    for want, batch in zip(expected, batches, strict=True):
+        if want is None:
+            assert batch.counted is None
+            continue
+        got = batch.counted
+        assert got is not None
+        for name in ("event_time", "cell", "account", "code", "stage"):
+            a, b = getattr(want, name), getattr(got, name)
+            assert (a is None and b is None) or np.array_equal(a, b), (batch.path.name, name)
+        for a, b in zip(want.updates, got.updates, strict=True):
+            assert np.array_equal(a, b)
+
+
+_PARENT = os.getpid()
+
+
+def _die_in_child(paths: list[Path]) -> list[Any]:
+    if os.getpid() != _PARENT:
+        os._exit(9)  # as if killed for memory
+    return [fastload._load_counted(p) for p in paths]
+
+
+def test_a_reading_process_that_dies_is_an_error_naming_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _edge_files(tmp_path)
+    _in_processes(monkeypatch)
+    monkeypatch.setattr(fastload, "_load_many", _die_in_child)
+    with pytest.raises(RadarError, match=r"the process reading .*\.jsonl.* --jobs 1"):
+        run_fast(tmp_path, W, LATE, progress=False, jobs=2)
