@@ -25,6 +25,13 @@ numpy, the same windows and incidents as the per-record path of :mod:`streams.ev
 * **Errors**: bad lines and invalid records go to the :class:`~streams.replay.ErrorLog` in the
   order the per-record path reports them (a file's bad lines are read when the merge pulls
   the record after them).
+* **Processes** (``jobs``): from :data:`PARALLEL_MIN_BYTES` of input, the files are shared by
+  size between this process and forked ones. Each file is decoded and counted with tables of
+  its own (cells, account and code ids), then adopted in file order: every code is the one a
+  single table filled file after file gives, so nothing downstream can tell. The gain is
+  bounded by the largest file and by two decoders sharing the memory bus: measured, the
+  reading took ~1.2 s instead of ~1.5 s for the 400k-record bench set, ~13 s instead of
+  ~17.6 s for 4.67 million records.
 
 Balances keep per-account state (the last known balance, forgetting the least recent account
 beyond a capacity): vectorised while the run has fewer accounts than the capacity (nothing
