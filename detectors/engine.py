@@ -260,6 +260,7 @@ _login_success = _rate(lambda c: c[_l_ok], lambda c: c[_l_ok] + c[_l_fail])
 #: Each OTP code's outcome at its deadline (detectors.signals.OtpDeadlines).
 _otp_in_time = _rate(lambda c: c[_o_in_time], lambda c: c[_o_in_time] + c[_o_late])
 _OTP_IN_TIME = f"OTP codes delivered within {OTP_DEADLINE_MS // 1000} s"
+_req_success = _rate(lambda c: c[_r_req] - c[_r_err], lambda c: c[_r_req])
 
 
 def default_signals() -> list[Signal]:
@@ -371,7 +372,7 @@ def default_signals() -> list[Signal]:
         Signal(
             "requests.error_rate", R, ("section", None),
             lambda w: rate(),
-            _rate(lambda c: c[_r_req] - c[_r_err], lambda c: c[_r_req]),
+            _req_success,
             "request success rate",
             *_by_dimension(
                 {"section": "section_failure", None: "app_failure"},
@@ -410,6 +411,18 @@ def default_signals() -> list[Signal]:
                  None: "OTP codes delivered less and less on {s}"},
             ),
             defers_to="otp.delivery_ratio",
+        ),
+        Signal(
+            "requests.error_drift", R, ("section", None),
+            _drift,
+            _req_success,
+            "request success rate (sustained drift against the last hours)",
+            *_by_dimension(
+                {"section": "section_failure", None: "app_failure"},
+                {"section": "requests to section {v} failing more and more",
+                 None: "requests failing more and more on {s}"},
+            ),
+            defers_to="requests.error_rate",
         ),
         Signal(
             "logins.success_drift", L, (None,),

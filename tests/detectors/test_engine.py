@@ -540,6 +540,8 @@ def _opened(found: list[Anomaly], signal: str) -> list[tuple[int, Segment]]:
          "transactions.success_rate", Segment("wallet", "partner_bank", "ACB")),
         (lambda rate: _operator_windows(31, rate, 960), 0.975, "otp.delivery_drift",
          "otp.delivery_ratio", Segment("wallet", "operator", "mobifone")),
+        (lambda rate: _section_windows(41, rate, 960), 0.985, "requests.error_drift",
+         "requests.error_rate", Segment("wallet", "section", "wallet.cards")),
     ],
 )  # fmt: skip
 def test_a_segment_failing_more_and_more_is_a_drift_there(
@@ -588,6 +590,24 @@ def _operator_windows(
             counts[OTP.index("in_time")], counts[OTP.index("not_in_time")] = ok, n - ok
             cells[SEP.join(("wallet", op, "smsco"))] = counts
         out.append(EngineWindow(T0 + i * W, {"otp": {"wallet": cells}}))
+    return out
+
+
+def _section_windows(seed: int, cards: Callable[[int], float], windows: int) -> list[EngineWindow]:
+    """~200 requests per app section and window; wallet.cards' succeed at ``cards(i)``, the
+    other sections' at 98.5 %."""
+    rng = np.random.default_rng(seed)
+    req = FAMILIES["requests"]
+    out = []
+    for i in range(windows):
+        cells = {}
+        for section in ("wallet.cards", "wallet.iban", "wallet.topup"):
+            n = int(rng.poisson(200))
+            ok = int(rng.binomial(n, cards(i) if section == "wallet.cards" else 0.985))
+            counts = [0] * len(req.counters)
+            counts[req.index("requests")], counts[req.index("errors")] = n, n - ok
+            cells[SEP.join(("wallet", section))] = counts
+        out.append(EngineWindow(T0 + i * W, {"requests": {"wallet": cells}}))
     return out
 
 
