@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import gzip
 import heapq
 import json
@@ -355,7 +356,11 @@ class _Observer:
         self.finished += 1
 
 
-def test_warm_start_and_observer_same_as_per_record_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_warm_start_and_observer_same_as_per_record_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    sent = _in_processes(monkeypatch) if jobs > 1 else []
     history, source = tmp_path / "history", tmp_path / "input"
     generate(build_plan(scenario="calm", seed=8, days=0.04, rate=10.0), history)
     later = build_plan(
@@ -364,7 +369,7 @@ def test_warm_start_and_observer_same_as_per_record_path(tmp_path: Path) -> None
     )  # fmt: skip
     generate(later, source)
     results = []
-    for fn in (run, run_fast):
+    for fn in (run, functools.partial(run_fast, jobs=jobs)):
         seen: list[Any] = []
         observer = _Observer()
         result = fn(source, W, LATE, progress=False, warm_start=history, recorder=observer,
@@ -374,6 +379,7 @@ def test_warm_start_and_observer_same_as_per_record_path(tmp_path: Path) -> None
     (slow, slow_history, slow_calls), (fast, fast_history, fast_calls) = results
     assert fast == slow and fast_history == slow_history and fast_calls == slow_calls
     assert slow_history and slow_calls
+    assert len(sent) >= 2 if jobs > 1 else not sent
 
 
 def test_files_read_in_processes_get_the_codes_of_one_shared_table(
