@@ -30,8 +30,8 @@ numpy, the same windows and incidents as the per-record path of :mod:`streams.ev
   its own (cells, account and code ids), then adopted in file order: every code is the one a
   single table filled file after file gives, so nothing downstream can tell. The gain is
   bounded by the largest file and by two decoders sharing the memory bus: measured, the
-  reading took ~1.2 s instead of ~1.5 s for the 400k-record bench set, ~13 s instead of
-  ~17.6 s for 4.67 million records.
+  reading took 1.2-1.3 s instead of 1.5-1.6 s for the 400k-record bench set (3 runs each),
+  12.9-16.4 s instead of 17.6 s for 4.67 million records (2 runs and 1, a noisy VM).
 
 Balances keep per-account state (the last known balance, forgetting the least recent account
 beyond a capacity): vectorised while the run has fewer accounts than the capacity (nothing
