@@ -618,3 +618,16 @@ def test_an_operator_that_stops_delivering_is_the_ratio_s_not_a_drift() -> None:
     mobifone = Segment("wallet", "operator", "mobifone")
     assert _opened(found, "otp.delivery_ratio")[0] == (T0 + 360 * W, mobifone)
     assert _opened(found, "otp.delivery_drift") == []
+
+
+@pytest.mark.parametrize(
+    ("windows", "rate"),
+    [(_bank_windows, 0.985), (_operator_windows, 0.975), (_section_windows, 0.985)],
+)
+def test_segments_at_a_stable_rate_open_nothing(
+    windows: Callable[[int, Callable[[int], float], int], list[EngineWindow]], rate: float
+) -> None:
+    # 2.7 hours of the drift tests' windows without the ramp: neither drift nor rate opens.
+    for seed in (51, 52, 53):
+        found = run(DetectionEngine(W), windows(seed, lambda i: rate, 960))
+        assert [a for a in found if a.action == "open"] == [], seed

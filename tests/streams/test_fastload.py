@@ -422,12 +422,13 @@ def test_files_read_in_processes_get_the_codes_of_one_shared_table(
 
 
 _PARENT = os.getpid()
+_LOAD_MANY = fastload._load_many
 
 
 def _die_in_child(paths: list[Path]) -> list[Any]:
     if os.getpid() != _PARENT:
         os._exit(9)  # as if killed for memory
-    return [fastload._load_counted(p) for p in paths]
+    return _LOAD_MANY(paths)
 
 
 def test_a_reading_process_that_dies_is_an_error_naming_its_files(
