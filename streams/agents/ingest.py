@@ -91,8 +91,16 @@ async def _broadcast(marker: dict[str, Any]) -> None:
 async def emit_closed(
     source: Source, topic_name: str, closed: list[ClosedWindow], until_ms: int | None
 ) -> None:
-    """Send the partials of closed windows (one per service) and the source's marker."""
+    """Send the partials of closed windows (one per service) and the source's marker.
+
+    The marker's ``next`` is read before the first send: a rebalance during the sends drops
+    this worker's handled offset, and the previous marker's offset would then be sent with the
+    new ``until``, which makes the next owner dead-letter every record between them as late.
+    """
     kind, partition = source
+    nxt = handled_next.get(source)
+    if nxt is None and source in markers:  # nothing handled since a restart
+        nxt = markers[source].next_offset
     n = partition_count(topic_name)
     for window in closed:
         by_service: dict[str, dict[str, list[int]]] = defaultdict(dict)
@@ -105,9 +113,6 @@ async def emit_closed(
                        "window": window.start_ms, "group": service, "segments": segments},
             )  # fmt: skip
     if until_ms is not None:
-        nxt = handled_next.get(source)
-        if nxt is None and source in markers:  # nothing handled since a restart
-            nxt = markers[source].next_offset
         await _broadcast(
             {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
              "next": nxt}
@@ -355,6 +360,8 @@ async def advance_quiet_partitions() -> None:
             return
         horizon = max(known)
     for source, topic_name in quiet:
+        if source not in owned:  # revoked while the broker was asked: not ours to close
+            continue
         pw = windows_for(source)
         before = pw.closed_until_ms
         closed = pw.close_until(horizon)

@@ -1,8 +1,22 @@
-"""The one wall-clock rule of stage 1: when an input partition counts as quiet."""
+"""Stage 1: when an input partition counts as quiet (the one wall-clock rule), and what a
+rebalance in the middle of sending closed windows leaves in the marker."""
 
 from __future__ import annotations
 
-from streams.agents.ingest import quiet_seconds
+import asyncio
+import inspect
+import time
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from detectors.signals import SEP
+from detectors.windows import ClosedWindow
+from streams.agents import ingest
+from streams.agents.ingest import emit_closed, forget_revoked, quiet_seconds
+from streams.restore import Marker
+from streams.topics import KIND_OF_TOPIC
 
 
 def test_a_partition_without_records_is_quiet_only_once_the_input_flows() -> None:
@@ -21,3 +35,100 @@ def test_a_partition_assigned_by_a_rebalance_gets_its_own_grace() -> None:
     assert quiet_seconds(now=60.0, last_record=None, assigned=59.0, first_handled=10.0) == 1.0
     # A record since: its time counts, whatever the assignment.
     assert quiet_seconds(now=60.0, last_record=52.0, assigned=59.0, first_handled=10.0) == 8.0
+
+
+def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Measured before the fix (a second worker joining a 178k-record replay for ~7 s): the
+    # partition was revoked while its partials were being sent, the marker went out with the
+    # new ``until`` and the *previous* marker's offset, and the next owner dead-lettered the
+    # 708 records between the two offsets as late (804 and 2382 late records in two runs).
+    source = ("logins", 3)
+    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
+    sent: list[dict[str, Any]] = []
+
+    class WindowsTopic:
+        def get_topic_name(self) -> str:
+            return "windows"
+
+        async def send(
+            self, key: bytes, value: dict[str, Any], partition: int | None = None
+        ) -> None:
+            sent.append(value)
+            if value["kind"] == "partial":  # the rebalance, while the partials go out
+                await forget_revoked(None, [TP(topic_name, 3)], signal=None)
+
+    monkeypatch.setattr(ingest, "windows_topic", WindowsTopic())
+    monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
+    monkeypatch.setattr(ingest, "agent_stream", None)
+    monkeypatch.setitem(ingest.markers, source, Marker(until_ms=1_000_000, next_offset=1081))
+    monkeypatch.setitem(ingest.handled_next, source, 1586)
+    monkeypatch.setitem(ingest.owned, source, 0.0)
+    closed = [ClosedWindow(1_000_000, {f"wallet{SEP}north": [3, 1, 0]})]
+
+    asyncio.run(emit_closed(source, topic_name, closed, until_ms=1_010_000))
+
+    assert source not in ingest.handled_next  # the revocation did happen mid-send
+    [marker] = [v for v in sent if v["kind"] == "closed"]
+    assert (marker["until"], marker["next"]) == (1_010_000, 1586)
+    assert ingest.markers[source] == Marker(until_ms=1_010_000, next_offset=1586)
+
+
+def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The quiet timer asks the broker for the partitions' ends (an await); a rebalance can
+    # revoke a partition meanwhile. Advancing it then re-created its windows and sent a marker
+    # with an old offset: the same late records as above, for the next owner.
+    names = {kind: name for name, kind in KIND_OF_TOPIC.items()}
+    quiet, busy = ("logins", 2), ("logins", 3)
+    sent: list[dict[str, Any]] = []
+
+    class WindowsTopic:
+        def get_topic_name(self) -> str:
+            return "windows"
+
+        async def send(
+            self, key: bytes, value: dict[str, Any], partition: int | None = None
+        ) -> None:
+            sent.append(value)
+
+    class Consumer:
+        def assignment(self) -> set[TP]:
+            return {TP(names["logins"], 2), TP(names["logins"], 3)}
+
+        def highwater(self, tp: TP) -> int:
+            return 10
+
+        async def position(self, tp: TP) -> int:
+            return 10
+
+        async def highwaters(self, *tps: TP) -> dict[TP, int]:
+            await forget_revoked(None, [TP(names["logins"], 2)], signal=None)  # the rebalance
+            return dict.fromkeys(tps, 10)
+
+    class App:
+        consumer = Consumer()
+
+    now = time.monotonic()
+    monkeypatch.setattr(ingest, "app", App())
+    monkeypatch.setattr(ingest, "windows_topic", WindowsTopic())
+    monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
+    monkeypatch.setattr(ingest, "first_handled_at", now - 100.0)
+    for source in (quiet, busy):
+        monkeypatch.setitem(ingest.owned, source, now - 100.0)
+        monkeypatch.setitem(ingest.handled_next, source, 10)
+        monkeypatch.setitem(ingest.markers, source, Marker(until_ms=1_000_000, next_offset=4))
+    monkeypatch.setitem(ingest.last_seen, busy, now)  # the busy one had a record just now
+    pw = ingest.windows_for(busy)
+    pw.add(1_050_000, f"wallet{SEP}north", 0)
+    monkeypatch.setitem(ingest.windows, busy, pw)
+    pw.close_until(1_040_000)
+
+    # app.timer wraps the check in its every-second loop (and that in a task): unwrap both.
+    asyncio.run(asyncio.wait_for(inspect.unwrap(ingest.advance_quiet_partitions)(), 10))
+
+    assert quiet not in ingest.windows  # not re-created for a partition this worker lost
+    assert [v for v in sent if v["kind"] == "closed" and v["src"] == 2] == []
+    assert ingest.markers[quiet] == Marker(until_ms=1_000_000, next_offset=4)
