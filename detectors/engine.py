@@ -83,10 +83,17 @@ class Segment(NamedTuple):
 
 @dataclass
 class EngineWindow:
-    """One complete window: counts per family, service and cell (see detectors.signals)."""
+    """One complete window: counts per family, service and cell (see detectors.signals).
+
+    ``services`` are the services the window speaks for, ``None`` (the default) for every
+    service. A service it does not cover is not fed the zeros of a silence: a worker whose
+    windows-topic partition of that service moved to another worker must not read the
+    service as silent.
+    """
 
     start_ms: int
     families: FamilyCounts = field(default_factory=dict)
+    services: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -692,7 +699,11 @@ class DetectionEngine:
                 continue
             names = set(services)
             if signal.zero_fill:
-                names |= {s for (sig, s) in self.known if sig == signal.name}
+                covered = window.services
+                names |= {
+                    s for (sig, s) in self.known
+                    if sig == signal.name and (covered is None or s in covered)
+                }  # fmt: skip
             for service in sorted(names):
                 cells = services.get(service, {})
                 out.extend(self._signal(window, signal, family, service, cells))

@@ -20,6 +20,10 @@ responses (right on Tansu too, unlike its ListOffsets answer: ``../shared/TANSU.
 
 The cost grows with the windows topic: its retention bounds how much is re-read (and how far
 back the detectors' baselines reach after a restart).
+
+After a rebalance, a worker reads only the windows partitions it was assigned, from where its
+own state of each stops to their end (``from_offsets``): what another worker consumed of them
+meanwhile (:func:`streams.agents.detection.catch_up`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -118,10 +122,16 @@ class TopicLog:
     ends: dict[int, int]
 
 
-async def read_topic(bootstrap: Sequence[str], topic: str, timeout_s: float = 120.0) -> TopicLog:
+async def read_topic(
+    bootstrap: Sequence[str],
+    topic: str,
+    timeout_s: float = 120.0,
+    from_offsets: Mapping[int, int] | None = None,
+) -> TopicLog:
     """Every record of ``topic`` up to the end each partition had when first fetched (the
     high watermark then: records written meanwhile are left for the live consumer).
 
+    ``from_offsets`` (partition -> offset): read only those partitions, each from its offset.
     Raises :class:`RadarError` if the end is not reached within ``timeout_s``.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -140,11 +150,17 @@ async def read_topic(bootstrap: Sequence[str], topic: str, timeout_s: float = 12
             # Metadata for a topic not seen yet: ask once, then give up (nothing to read).
             await consumer._client.force_metadata_update()  # no public call for this
             parts = consumer.partitions_for_topic(topic) or set()
+        if from_offsets is not None:
+            parts = {p for p in parts if p in from_offsets}
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             return TopicLog([], {})
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        if from_offsets is None:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp in tps:
+                consumer.seek(tp, from_offsets[tp.partition])
         by_partition: dict[int, list[LogRecord]] = {tp.partition: [] for tp in tps}
         ends: dict[Any, int] = {}
         deadline = time.monotonic() + timeout_s

@@ -379,6 +379,25 @@ def test_a_whole_service_going_quiet_is_one_silence_not_one_per_bank() -> None:
     assert _silent(found) == [("open", "wallet"), ("resolve", "wallet")]
 
 
+def test_a_service_the_window_does_not_cover_is_not_silent() -> None:
+    # A worker whose windows-topic partition of "wallet" moved to another worker still
+    # completes windows for its other services ("pay"): wallet's absence there is not news.
+    rng = np.random.default_rng(6)
+    pay = [txn_window(rng, i, normal, service="pay") for i in range(200)]
+    windows = [txn_window(rng, i, normal) for i in range(200)]
+    for w, p in zip(windows, pay, strict=True):
+        w.families["transactions"].update(p.families["transactions"])
+    for w in windows[120:160]:
+        del w.families["transactions"]["wallet"]
+        w.services = frozenset({"pay"})
+    found = run(DetectionEngine(W), windows)
+    assert _silent(found) == []
+    # The same windows covering every service (the default): wallet went silent.
+    for w in windows[120:160]:
+        w.services = None
+    assert _silent(run(DetectionEngine(W), windows)) == [("open", "wallet"), ("resolve", "wallet")]
+
+
 def test_quiet_traffic_is_not_silence() -> None:
     rng = np.random.default_rng(7)
     found = run(DetectionEngine(W), [txn_window(rng, i, normal, volume=0.3) for i in range(300)])

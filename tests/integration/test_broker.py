@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from streams.broker import (
     true_end_offsets,
 )
 from streams.errors import BrokerError
+from streams.restore import read_topic
 from tests.integration.conftest import ROOT
 
 
@@ -120,3 +122,28 @@ def test_the_flavour_is_detected_from_the_broker(broker: EmbeddedBroker) -> None
     assert detect_flavour([broker.bootstrap]) == "tansu"
     # Nothing listening: taken for Apache Kafka (the worker then reports the connection).
     assert detect_flavour([f"127.0.0.1:{free_port()}"], timeout_s=1.0) == "kafka"
+
+
+def test_a_topic_is_read_back_whole_or_from_given_offsets(broker: EmbeddedBroker) -> None:
+    """restore_state reads the windows topic whole; a catch-up after a rebalance reads only
+    its partitions, each from where its state stops."""
+    broker.create_topics(["read-back"], partitions=2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, **PRODUCER_SETTINGS)
+    for p in (0, 1):
+        for i in range(5):
+            producer.send("read-back", value=b'{"i": %d}' % i, partition=p)
+        producer.flush()
+    producer.close()
+
+    whole = asyncio.run(read_topic([broker.bootstrap], "read-back"))
+    assert [(r.partition, r.offset, r.value["i"]) for r in whole.records] == [
+        (p, i, i) for p in (0, 1) for i in range(5)
+    ]
+    assert whole.ends == {0: 5, 1: 5}
+
+    part = asyncio.run(read_topic([broker.bootstrap], "read-back", from_offsets={1: 3}))
+    assert [(r.partition, r.offset) for r in part.records] == [(1, 3), (1, 4)]
+    assert part.ends == {1: 5}
+    assert (
+        asyncio.run(read_topic([broker.bootstrap], "read-back", from_offsets={0: 5})).records == []
+    )
