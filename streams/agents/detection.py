@@ -57,7 +57,8 @@ judged_until = 0
 #: Catch-ups started and not finished (restored stays clear meanwhile).
 _catching_up = 0
 _tasks: set[asyncio.Task[None]] = set()
-#: Per (input kind, partition): its newest "closed" marker found by restore_state.
+#: Per (input kind, partition): its newest "closed" marker, from restore_state and catch_up
+#: (another worker's) or sent by this worker's stage 1.
 markers: dict[tuple[str, int], Marker] = {}
 #: Dedup keys left open on the incidents topic by the previous run (-> opened, epoch ms).
 open_before: dict[str, int] = {}
@@ -91,6 +92,7 @@ def engine_window(window: AssembledWindow, services: frozenset[str] | None = Non
 def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     """Fold one windows-topic message of ``partition`` into the state; the incident updates
     it causes. Pure of I/O: the live agent and the start-up restore run exactly this."""
+    global judged_until
     kind = msg["kind"]
     if kind == "maintenance":
         manager.declare_maintenance(msg["record"])
@@ -110,7 +112,6 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     if kind != "closed":
         log.warning("unknown message kind %r on the windows topic; ignored", kind)
         return []
-    global judged_until
     for window in asm.mark_closed(source, msg["until"]):
         if window.start_ms + settings.window_ms <= judged_until:
             # Judged already, without this partition: another worker held it meanwhile (its

@@ -132,8 +132,8 @@ def test_a_worker_joining_and_leaving_mid_replay_loses_nothing_and_invents_nothi
     rebalances with windows being sent. Before the fix in ``emit_closed`` a partition revoked
     during its sends got a marker with an old offset, and the next owner dead-lettered the
     records in between as late (804 and 2382 of 178k records in two runs of the same setup on
-    another seed's momo, the second worker joining 23 s in; 810 in this test; 0 in eleven runs
-    since, seven of them of this test). Stage 2: see the assertions below."""
+    another seed's momo, the second worker joining 23 s in; 810 in this test; 0 in fourteen
+    runs since, ten of them of this test). Stage 2: see the assertions below."""
     data = traffic["momo"]
     with EmbeddedBroker() as broker:
         defaults = Settings()
