@@ -1,4 +1,4 @@
-"""Stage 2's wiring: which services a completed window speaks for."""
+"""Stage 2's wiring: which services a completed window speaks for, and a rebalance's catch-up."""
 
 from __future__ import annotations
 
@@ -12,45 +12,6 @@ from detectors.incidents import IncidentManager
 from detectors.signals import FAMILIES, SEP
 from streams.agents import detection
 from streams.restore import LogRecord, Marker, TopicLog
-
-
-def test_a_window_covers_the_services_of_this_worker_s_windows_partitions(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # After a rebalance this worker holds windows partition 1 ("pay"); "wallet" (partition 0)
-    # went to another worker. Its engine must not read wallet's absence as a silence.
-    judged: list[EngineWindow] = []
-    engine = DetectionEngine(10_000)
-    real_process = engine.process
-
-    def process(window: EngineWindow) -> Any:
-        judged.append(window)
-        return real_process(window)
-
-    monkeypatch.setattr(engine, "process", process)
-    monkeypatch.setattr(detection, "engine", engine)
-    monkeypatch.setattr(detection, "manager", IncidentManager())
-    monkeypatch.setattr(detection, "assemblers", {})
-    monkeypatch.setattr(detection, "released", {})
-    monkeypatch.setattr(detection, "service_partition", {})
-    monkeypatch.setattr(detection, "all_sources", lambda: ["transactions:0"])
-    monkeypatch.setattr(detection, "windows_partitions", lambda: [1])
-    counts = [0] * len(FAMILIES["transactions"].counters)
-    counts[FAMILIES["transactions"].index("success")] = 5
-    for partition, service in ((0, "wallet"), (1, "pay")):
-        cell = SEP.join((service, "-", "north", "app"))
-        detection.handle(
-            partition,
-            {"kind": "partial", "topic": "transactions", "src": 0, "n": 1, "window": 0,
-             "group": service, "segments": {cell: counts}},
-        )  # fmt: skip
-    for partition in (0, 1):  # markers go to every windows partition
-        detection.handle(
-            partition,
-            {"kind": "closed", "topic": "transactions", "src": 0, "n": 1, "until": 10_000},
-        )
-    assert [w.services for w in judged] == [frozenset({"pay"})]
-    assert detection.service_partition == {"wallet": 0, "pay": 1}
 
 
 def _stage2(monkeypatch: pytest.MonkeyPatch, mine: list[int]) -> list[EngineWindow]:
@@ -85,6 +46,20 @@ def _partial(service: str, window: int) -> dict[str, Any]:
 def _closed(until: int, nxt: int = 0) -> dict[str, Any]:
     return {"kind": "closed", "topic": "transactions", "src": 0, "n": 1, "until": until,
             "next": nxt}  # fmt: skip
+
+
+def test_a_window_covers_the_services_of_this_worker_s_windows_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # After a rebalance this worker holds windows partition 1 ("pay"); "wallet" (partition 0)
+    # went to another worker. Its engine must not read wallet's absence as a silence.
+    judged = _stage2(monkeypatch, mine=[1])
+    detection.handle(0, _partial("wallet", 0))
+    detection.handle(1, _partial("pay", 0))
+    for partition in (0, 1):  # markers go to every windows partition
+        detection.handle(partition, _closed(10_000))
+    assert [w.services for w in judged] == [frozenset({"pay"})]
+    assert detection.service_partition == {"wallet": 0, "pay": 1}
 
 
 def test_a_window_judged_without_a_partition_is_not_judged_again_when_it_comes_back(

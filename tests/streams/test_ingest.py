@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -37,6 +38,22 @@ def test_a_partition_assigned_by_a_rebalance_gets_its_own_grace() -> None:
     assert quiet_seconds(now=60.0, last_record=52.0, assigned=59.0, first_handled=10.0) == 8.0
 
 
+class _WindowsTopic:
+    """The windows topic, recording what is sent; ``on_partial`` runs during a partial's send."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.on_partial: Callable[[], Awaitable[None]] | None = None
+
+    def get_topic_name(self) -> str:
+        return "windows"
+
+    async def send(self, key: bytes, value: dict[str, Any], partition: int | None = None) -> None:
+        self.sent.append(value)
+        if value["kind"] == "partial" and self.on_partial is not None:
+            await self.on_partial()
+
+
 def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -46,20 +63,13 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     # 708 records between the two offsets as late (804 and 2382 late records in two runs).
     source = ("logins", 3)
     topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
-    sent: list[dict[str, Any]] = []
+    topic = _WindowsTopic()
 
-    class WindowsTopic:
-        def get_topic_name(self) -> str:
-            return "windows"
+    async def rebalance() -> None:  # while the partials go out
+        await forget_revoked(None, [TP(topic_name, 3)], signal=None)
 
-        async def send(
-            self, key: bytes, value: dict[str, Any], partition: int | None = None
-        ) -> None:
-            sent.append(value)
-            if value["kind"] == "partial":  # the rebalance, while the partials go out
-                await forget_revoked(None, [TP(topic_name, 3)], signal=None)
-
-    monkeypatch.setattr(ingest, "windows_topic", WindowsTopic())
+    topic.on_partial = rebalance
+    monkeypatch.setattr(ingest, "windows_topic", topic)
     monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
     monkeypatch.setattr(ingest, "agent_stream", None)
     monkeypatch.setitem(ingest.markers, source, Marker(until_ms=1_000_000, next_offset=1081))
@@ -70,7 +80,7 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     asyncio.run(emit_closed(source, topic_name, closed, until_ms=1_010_000))
 
     assert source not in ingest.handled_next  # the revocation did happen mid-send
-    [marker] = [v for v in sent if v["kind"] == "closed"]
+    [marker] = [v for v in topic.sent if v["kind"] == "closed"]
     assert (marker["until"], marker["next"]) == (1_010_000, 1586)
     assert ingest.markers[source] == Marker(until_ms=1_010_000, next_offset=1586)
 
@@ -83,16 +93,7 @@ def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
     # with an old offset: the same late records as above, for the next owner.
     names = {kind: name for name, kind in KIND_OF_TOPIC.items()}
     quiet, busy = ("logins", 2), ("logins", 3)
-    sent: list[dict[str, Any]] = []
-
-    class WindowsTopic:
-        def get_topic_name(self) -> str:
-            return "windows"
-
-        async def send(
-            self, key: bytes, value: dict[str, Any], partition: int | None = None
-        ) -> None:
-            sent.append(value)
+    topic = _WindowsTopic()
 
     class Consumer:
         def assignment(self) -> set[TP]:
@@ -113,7 +114,7 @@ def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
 
     now = time.monotonic()
     monkeypatch.setattr(ingest, "app", App())
-    monkeypatch.setattr(ingest, "windows_topic", WindowsTopic())
+    monkeypatch.setattr(ingest, "windows_topic", topic)
     monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
     monkeypatch.setattr(ingest, "first_handled_at", now - 100.0)
     for source in (quiet, busy):
@@ -130,5 +131,6 @@ def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
     asyncio.run(asyncio.wait_for(inspect.unwrap(ingest.advance_quiet_partitions)(), 10))
 
     assert quiet not in ingest.windows  # not re-created for a partition this worker lost
-    assert sent == []  # nothing closed: the busy partition is not quiet, the quiet one is gone
+    # Nothing closed: the busy partition is not quiet, the quiet one is gone.
+    assert topic.sent == []
     assert ingest.markers[quiet] == Marker(until_ms=1_000_000, next_offset=4)
