@@ -28,7 +28,7 @@ from detectors.signals import FAMILIES
 from detectors.windows import AssembledWindow, WindowAssembler, merge_windows
 from streams.app import app, settings
 from streams.incident_events import event_id, incident_event
-from streams.restore import Marker, markers_from, read_topic, still_open
+from streams.restore import Marker, TopicLog, markers_from, read_topic, still_open
 from streams.topics import incidents_topic, windows_topic
 
 log = logging.getLogger(__name__)
@@ -112,11 +112,18 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     if kind != "closed":
         log.warning("unknown message kind %r on the windows topic; ignored", kind)
         return []
+    updates: list[IncidentUpdate] = []
     for window in asm.mark_closed(source, msg["until"]):
         if window.start_ms + settings.window_ms <= judged_until:
-            # Judged already, without this partition: another worker held it meanwhile (its
-            # services were judged there). Only a partition caught up after a rebalance
-            # releases a window this late.
+            # The other services' part of this window is judged already: this partition was
+            # held by another worker meanwhile. Only a partition caught up after a rebalance
+            # releases a window this late. Its services are judged now, alone (the engine
+            # judges each service on its own), so that their detectors and incidents carry
+            # on from the other worker's: an incident it opened is resolved here, under its
+            # key, instead of staying open on the wire.
+            end = window.start_ms + settings.window_ms
+            late = engine_window(window, services_of(partition))
+            updates.extend(manager.process(end, engine.process(late)))
             continue
         released.setdefault(window.start_ms, []).append(window)
     # The engine judges each window once, with every service of this worker: a window part
@@ -124,12 +131,11 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     mine = windows_partitions()
     horizons = [assemblers[p].horizon_ms if p in assemblers else None for p in mine]
     if not horizons or any(h is None for h in horizons):
-        return []
+        return updates
     horizon = min(h for h in horizons if h is not None)
     # Only this worker's services can be silent here: after a rebalance the others' windows
     # are completed (and their silences judged) by the worker that holds their partitions.
     covered = frozenset(s for s, p in service_partition.items() if p in mine)
-    updates: list[IncidentUpdate] = []
     for start in sorted(ws for ws in released if ws + settings.window_ms <= horizon):
         window = merge_windows(released.pop(start))
         end = start + settings.window_ms
@@ -140,6 +146,11 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
         updates.extend(manager.process(end, engine.process(engine_window(window, covered))))
         judged_until = end
     return updates
+
+
+def services_of(partition: int) -> frozenset[str]:
+    """The services whose partials arrive on this windows partition (so far)."""
+    return frozenset(s for s, p in service_partition.items() if p == partition)
 
 
 def windows_partitions() -> list[int]:
@@ -160,6 +171,13 @@ async def publish(update: IncidentUpdate) -> None:
     body = incident_event(update, source=settings.source)
     log.info("%s %s", update.action, body["data"]["payload"]["summary"])
     await incidents_topic.send(key=body["data"]["dedup_key"].encode(), value=body)
+
+
+async def unpublished(updates: list[IncidentUpdate]) -> tuple[list[IncidentUpdate], TopicLog]:
+    """The updates not on the incidents topic yet (by CloudEvents id), and the topic read."""
+    published = await read_topic(settings.bootstrap_servers, settings.topics.incidents)
+    ids = {r.value.get("id") for r in published.records if isinstance(r.value, dict)}
+    return [u for u in updates if event_id(u) not in ids], published
 
 
 @app.agent(windows_topic, concurrency=1)
@@ -189,9 +207,7 @@ async def restore_state() -> None:
             updates.extend(handle(rec.partition, rec.value))
     markers.update(markers_from(windows_log.records))
     rebuilt_until.update(windows_log.ends)
-    published = await read_topic(settings.bootstrap_servers, settings.topics.incidents)
-    ids = {r.value.get("id") for r in published.records if isinstance(r.value, dict)}
-    missing = [u for u in updates if event_id(u) not in ids]
+    missing, published = await unpublished(updates)
     open_before.update(still_open(published.records))
     for update in missing:
         await publish(update)
@@ -236,8 +252,11 @@ async def catch_up(parts: list[int]) -> None:
     that had it, and the partials that worker had folded but not yet completed were in its
     memory only: without this, their windows were completed without them, as silences
     (measured: two runs of a second worker joining mid-replay opened a false "no request
-    samples" incident). Windows judged meanwhile (without these partitions) are not judged
-    again. The newest input markers come with it, for input partitions taken over.
+    samples" incident). Windows judged meanwhile without these partitions are judged again
+    for these partitions' services only, which carries their detectors and incidents on from
+    the other worker's; of the incident updates this gives, those the other worker published
+    already (same CloudEvents id) are not sent again. The newest input markers come with it,
+    for input partitions taken over.
     """
     global _catching_up
     t0 = time.monotonic()
@@ -260,11 +279,14 @@ async def catch_up(parts: list[int]) -> None:
             mine = markers.get(source)
             if mine is None or marker.until_ms > mine.until_ms:
                 markers[source] = marker
+        if updates:  # the other worker published what it decided on these windows
+            updates, _ = await unpublished(updates)
         for update in updates:
             await publish(update)
         log.info(
-            "caught up windows partitions %s: %d records from %s in %.1f s",
-            parts, len(gap.records), start, time.monotonic() - t0,
+            "caught up windows partitions %s: %d records from %s in %.1f s; %d incident "
+            "updates not yet published sent now",
+            parts, len(gap.records), start, time.monotonic() - t0, len(updates),
         )  # fmt: skip
     except Exception:
         log.exception("could not catch up windows partitions %s; continuing without", parts)

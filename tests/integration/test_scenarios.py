@@ -185,6 +185,65 @@ def test_a_worker_joining_and_leaving_mid_replay_loses_nothing_and_invents_nothi
     assert evs[-1]["data"]["payload"]["class"] == label["cause"], why
 
 
+@pytest.mark.timeout(600)  # a stuck incident shows as the assertion, after the 240 s wait
+def test_the_worker_that_opened_an_incident_stopping_mid_outage_hands_it_over(
+    traffic: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two workers of one group; the one that opened momo's incident stops while the outage
+    goes on (a rolling deploy). The other takes over its windows partitions and must carry
+    the incident on under its key, to one resolve: before the catch-up judged the windows it
+    had missed for the services it took over, the incident stayed open on the wire forever
+    (the worker that could resolve it was gone) and a second one opened."""
+    data = traffic["momo"]
+    with EmbeddedBroker() as broker:
+        defaults = Settings()
+        create_topics(broker.bootstrap, defaults.topics.all().values(), defaults.partitions)
+        env = _env(broker)
+        workers = []
+        for name in ("first", "second"):
+            (tmp_path / name).mkdir()
+            worker_env = {**env, "RADAR_WEB_PORT": str(free_port())}
+            workers.append(Worker(worker_env, tmp_path / f"{name}.log", cwd=tmp_path / name))
+        try:
+            for w in workers:
+                w.start()
+            replay = subprocess.Popen(
+                [sys.executable, "-m", "streams", "replay", str(data), "--speed", "max"],
+                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + 300
+            opener = None
+            while opener is None and time.monotonic() < deadline:
+                opener = next((w for w in workers if "] open " in w.log()), None)
+                time.sleep(0.2)
+            assert opener is not None, "no incident opened\n" + workers[0].log()[-3000:]
+            opener.stop()
+            (survivor,) = (w for w in workers if w is not opener)
+            replayed, _ = replay.communicate(timeout=300)
+            assert replay.returncode == 0, replayed[-3000:]
+            events = _incident_events(broker, defaults.topics.incidents, timeout=240)
+            assert survivor.alive, survivor.log()[-3000:]
+            dead = consume(broker.bootstrap, defaults.topics.deadletter, lambda v: False, 3)
+        finally:
+            for w in workers:
+                w.stop()
+    why = _diagnosis(replayed, dead, opener.log() + survivor.log())
+    assert "caught up windows partitions" in survivor.log(), why
+    label = json.loads((data / "labels.json").read_text())[0]
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_key[e["data"]["dedup_key"]].append(e)
+    summary = {k: [e["type"].rsplit(".", 1)[1] for e in v] for k, v in by_key.items()}
+    assert len(by_key) == 1, f"one incident expected, got {summary}\n{why}"
+    (evs,) = by_key.values()
+    kinds = [e["type"].rsplit(".", 1)[1] for e in evs]
+    assert kinds.count("triggered") == 1 and kinds[-1] == "resolved", f"{kinds}\n{why}"
+    assert kinds.count("resolved") == 1, f"{kinds}\n{why}"
+    assert "] resolve " in survivor.log() and "] resolve " not in opener.log(), why
+    assert evs[-1]["data"]["payload"]["class"] == label["cause"], why
+    assert _ms(evs[-1]["data"]["payload"]["custom_details"]["window_end"]) > label["end"], why
+
+
 def _diagnosis(replayed: str, dead: list[dict[str, Any]], log: str) -> str:
     """The replay's summary, the dead letters by kind, and the worker's warnings, errors and
     rebalances (distinct messages, numbers masked), for a failure message."""

@@ -62,24 +62,32 @@ def test_a_window_covers_the_services_of_this_worker_s_windows_partitions(
     assert detection.service_partition == {"wallet": 0, "pay": 1}
 
 
-def test_a_window_judged_without_a_partition_is_not_judged_again_when_it_comes_back(
+def test_a_window_judged_without_a_partition_is_judged_again_for_its_services_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     judged = _stage2(monkeypatch, mine=[1])
+    detection.service_partition["wallet"] = 0  # seen before the rebalance
     for window in (0, 10_000):
         detection.handle(1, _partial("pay", window))
     detection.handle(1, _closed(20_000))
-    assert [w.start_ms for w in judged] == [0, 10_000]
-    # Partition 0 comes back (a rebalance) and its first window is completed now: judged
-    # already without it, so dropped; its next window is judged with both services.
+    assert [(w.start_ms, w.services) for w in judged] == [
+        (0, frozenset({"pay"})), (10_000, frozenset({"pay"}))
+    ]  # fmt: skip
+    # Partition 0 comes back (a rebalance) and its first window is completed now: pay's part
+    # of it is judged already, so it is judged for wallet alone (the services of partition
+    # 0); the next window is judged once, with both services.
     monkeypatch.setattr(detection, "windows_partitions", lambda: [0, 1])
     for window in (10_000, 20_000):
         detection.handle(0, _partial("wallet", window))
     detection.handle(1, _partial("pay", 20_000))
     detection.handle(0, _closed(30_000))
     detection.handle(1, _closed(30_000))
-    assert [w.start_ms for w in judged] == [0, 10_000, 20_000]
-    assert set(judged[-1].families["transactions"]) == {"wallet", "pay"}
+    late, last = judged[2:]
+    assert (late.start_ms, late.services, set(late.families["transactions"])) == (
+        10_000, frozenset({"wallet"}), {"wallet"}
+    )  # fmt: skip
+    assert (last.start_ms, last.services) == (20_000, frozenset({"wallet", "pay"}))
+    assert set(last.families["transactions"]) == {"wallet", "pay"}
 
 
 def test_a_catch_up_folds_what_another_worker_consumed_and_lets_the_stages_go(
