@@ -14,7 +14,7 @@ Event time only: the same anomalies in the same windows always give the same inc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -295,8 +295,18 @@ class IncidentManager:
     def incidents(self) -> list[Incident]:
         return sorted([*self.closed, *self.open], key=lambda i: (i.opened_at_ms, i.key))
 
-    def process(self, window_end_ms: int, anomalies: Iterable[Anomaly]) -> list[IncidentUpdate]:
-        """Apply one window's anomaly changes; return the incident updates, in order."""
+    def process(
+        self,
+        window_end_ms: int,
+        anomalies: Iterable[Anomaly],
+        services: Collection[str] | None = None,
+    ) -> list[IncidentUpdate]:
+        """Apply one window's anomaly changes; return the incident updates, in order.
+
+        ``services``: the services this window was judged for (``None``: all). What time
+        alone changes (an overrun, a long outage) is announced only for incidents on one of
+        them: an incident whose services are judged by another worker now is that worker's
+        to announce (this one would re-open it on the wire after the other resolved it)."""
         touched: dict[str, tuple[Incident, str, list[Anomaly]]] = {}
         for member, ctx in list(self._context.items()):
             if window_end_ms - ctx.opened_at_ms > self.context_ms:
@@ -341,6 +351,8 @@ class IncidentManager:
                 _, action, changed = touched.get(found.key, (found, "update", []))
                 touched[found.key] = (found, action, [*changed, a])
         for inc in self.open:  # what time alone changes: an overrun, a long outage
+            if services is not None and inc.services.isdisjoint(services):
+                continue
             grew = False
             ended = inc.maintenance[1] if inc.maintenance is not None else None
             if ended is not None and not inc.overran and window_end_ms > ended:

@@ -122,8 +122,9 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
             # on from the other worker's: an incident it opened is resolved here, under its
             # key, instead of staying open on the wire.
             end = window.start_ms + settings.window_ms
-            late = engine_window(window, services_of(partition))
-            updates.extend(manager.process(end, engine.process(late)))
+            late = services_of(partition)
+            anomalies = engine.process(engine_window(window, late))
+            updates.extend(manager.process(end, anomalies, late))
             continue
         released.setdefault(window.start_ms, []).append(window)
     # The engine judges each window once, with every service of this worker: a window part
@@ -143,7 +144,8 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
             changed, line = apply_feedback(engine, manager, fb, end)
             log.info("%s", line)
             updates.extend(changed)
-        updates.extend(manager.process(end, engine.process(engine_window(window, covered))))
+        anomalies = engine.process(engine_window(window, covered))
+        updates.extend(manager.process(end, anomalies, covered))
         judged_until = end
     return updates
 

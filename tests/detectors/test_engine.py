@@ -309,6 +309,16 @@ def test_an_incident_open_for_long_grows_one_step_more_severe_once() -> None:
     assert manager.process(T0 + 31 * 60_000, []) == []
 
 
+def test_time_alone_updates_an_incident_only_where_its_services_are_judged() -> None:
+    # After a rebalance another worker judges pay: it announces pay's long outage (and its
+    # resolve); this one, still holding the incident, must not announce it too.
+    manager = IncidentManager()
+    manager.process(T0, [_anomaly("requests.error_rate", Segment("pay"))])
+    assert manager.process(T0 + 30 * 60_000, [], services={"wallet"}) == []
+    [long] = manager.process(T0 + 31 * 60_000, [], services={"wallet", "pay"})
+    assert (long.action, long.severity) == ("update", "error")
+
+
 def test_a_surge_that_ended_before_the_errors_still_names_an_overload() -> None:
     cards = Segment("wallet", "section", "wallet.cards")
     manager = IncidentManager(context_ms=30 * 60_000)
