@@ -104,14 +104,8 @@ def test_each_seed_outage_is_one_incident_with_a_trigger_and_a_resolve(
     schema = load_schema("incident")
     for e in events:
         jsonschema.validate(e, schema)
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in events:
-        by_key[e["data"]["dedup_key"]].append(e)
-    summary = {k: [e["type"] for e in v] for k, v in by_key.items()}
-    assert len(by_key) == 1, f"{scenario}: one incident expected, got {summary}\n{why}"
-    (evs,) = by_key.values()
-    kinds = [e["type"].rsplit(".", 1)[1] for e in evs]  # triggered / updated / resolved
-    assert kinds[0] == "triggered" and kinds[-1] == "resolved", f"{summary}\n{why}"
+    evs, kinds = _one_incident(events, f"{scenario}\n{why}")
+    assert kinds[0] == "triggered" and kinds[-1] == "resolved", f"{kinds}\n{why}"
     assert kinds.count("triggered") == 1 and kinds.count("resolved") == 1, f"{kinds}\n{why}"
     assert len({e["id"] for e in evs}) == len(evs)  # no event published twice
     # It is the labelled outage: opened inside it, on one of its services, with its cause.
@@ -136,30 +130,15 @@ def test_a_worker_joining_and_leaving_mid_replay_loses_nothing_and_invents_nothi
     runs since, ten of them of this test). Stage 2: see the assertions below."""
     data = traffic["momo"]
     with EmbeddedBroker() as broker:
-        defaults = Settings()
-        create_topics(broker.bootstrap, defaults.topics.all().values(), defaults.partitions)
-        env = _env(broker)
-        workers = []
-        for name in ("first", "second"):
-            (tmp_path / name).mkdir()
-            # Faust binds its web port even with the web server off: one per worker.
-            worker_env = {**env, "RADAR_WEB_PORT": str(free_port())}
-            workers.append(Worker(worker_env, tmp_path / f"{name}.log", cwd=tmp_path / name))
+        env, workers = _two_workers(broker, tmp_path)
         first, second = workers
         try:
             first.start()
-            replay = subprocess.Popen(
-                [sys.executable, "-m", "streams", "replay", str(data), "--speed", "max"],
-                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
+            replay = _replay(data, env)
             second.start()  # joins a few seconds into the replay: the first rebalance
             time.sleep(5)
             second.stop()  # leaves: the second one
-            replayed, _ = replay.communicate(timeout=300)
-            assert replay.returncode == 0, replayed[-3000:]
-            events = _incident_events(broker, defaults.topics.incidents, timeout=240)
-            assert first.alive, first.log()[-3000:]
-            dead = consume(broker.bootstrap, defaults.topics.deadletter, lambda v: False, 3)
+            replayed, events, dead = _outcome(replay, broker, first)
         finally:
             for w in workers:
                 w.stop()
@@ -172,15 +151,9 @@ def test_a_worker_joining_and_leaving_mid_replay_loses_nothing_and_invents_nothi
     # whose windows partition had moved to the other: two runs of this test opened a false
     # "no request samples" silence 5 minutes into the data.
     label = json.loads((data / "labels.json").read_text())[0]
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in events:
-        by_key[e["data"]["dedup_key"]].append(e)
-    summary = {k: [e["data"]["payload"]["summary"] for e in v][:2] for k, v in by_key.items()}
-    assert len(by_key) == 1, f"one incident expected, got {summary}\n{why}"
-    (evs,) = by_key.values()
+    evs, kinds = _one_incident(events, why)
     opened = _ms(evs[0]["data"]["payload"]["custom_details"]["opened_at"])
-    assert label["start"] < opened <= label["end"], f"{summary}\n{why}"
-    kinds = [e["type"].rsplit(".", 1)[1] for e in evs]
+    assert label["start"] < opened <= label["end"], why
     assert kinds.count("triggered") == 1 and kinds[-1] == "resolved", f"{kinds}\n{why}"
     assert evs[-1]["data"]["payload"]["class"] == label["cause"], why
 
@@ -191,26 +164,16 @@ def test_the_worker_that_opened_an_incident_stopping_mid_outage_hands_it_over(
 ) -> None:
     """Two workers of one group; the one that opened momo's incident stops while the outage
     goes on (a rolling deploy). The other takes over its windows partitions and must carry
-    the incident on under its key, to one resolve: before the catch-up judged the windows it
-    had missed for the services it took over, the incident stayed open on the wire forever
-    (the worker that could resolve it was gone) and a second one opened."""
+    the incident on under its key, to one resolve. Before the catch-up judged the windows it
+    had missed for the services it took over, the incident stayed open on the wire for good:
+    the worker that could resolve it was gone, and the other knew nothing of it."""
     data = traffic["momo"]
     with EmbeddedBroker() as broker:
-        defaults = Settings()
-        create_topics(broker.bootstrap, defaults.topics.all().values(), defaults.partitions)
-        env = _env(broker)
-        workers = []
-        for name in ("first", "second"):
-            (tmp_path / name).mkdir()
-            worker_env = {**env, "RADAR_WEB_PORT": str(free_port())}
-            workers.append(Worker(worker_env, tmp_path / f"{name}.log", cwd=tmp_path / name))
+        env, workers = _two_workers(broker, tmp_path)
         try:
             for w in workers:
                 w.start()
-            replay = subprocess.Popen(
-                [sys.executable, "-m", "streams", "replay", str(data), "--speed", "max"],
-                env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
+            replay = _replay(data, env)
             deadline = time.monotonic() + 300
             opener = None
             while opener is None and time.monotonic() < deadline:
@@ -219,29 +182,72 @@ def test_the_worker_that_opened_an_incident_stopping_mid_outage_hands_it_over(
             assert opener is not None, "no incident opened\n" + workers[0].log()[-3000:]
             opener.stop()
             (survivor,) = (w for w in workers if w is not opener)
-            replayed, _ = replay.communicate(timeout=300)
-            assert replay.returncode == 0, replayed[-3000:]
-            events = _incident_events(broker, defaults.topics.incidents, timeout=240)
-            assert survivor.alive, survivor.log()[-3000:]
-            dead = consume(broker.bootstrap, defaults.topics.deadletter, lambda v: False, 3)
+            replayed, events, dead = _outcome(replay, broker, survivor)
         finally:
             for w in workers:
                 w.stop()
     why = _diagnosis(replayed, dead, opener.log() + survivor.log())
     assert "caught up windows partitions" in survivor.log(), why
+    assert dead == [], why
     label = json.loads((data / "labels.json").read_text())[0]
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for e in events:
-        by_key[e["data"]["dedup_key"]].append(e)
-    summary = {k: [e["type"].rsplit(".", 1)[1] for e in v] for k, v in by_key.items()}
-    assert len(by_key) == 1, f"one incident expected, got {summary}\n{why}"
-    (evs,) = by_key.values()
-    kinds = [e["type"].rsplit(".", 1)[1] for e in evs]
+    evs, kinds = _one_incident(events, why)
     assert kinds.count("triggered") == 1 and kinds[-1] == "resolved", f"{kinds}\n{why}"
     assert kinds.count("resolved") == 1, f"{kinds}\n{why}"
     assert "] resolve " in survivor.log() and "] resolve " not in opener.log(), why
     assert evs[-1]["data"]["payload"]["class"] == label["cause"], why
     assert _ms(evs[-1]["data"]["payload"]["custom_details"]["window_end"]) > label["end"], why
+
+
+def _outcome(
+    replay: subprocess.Popen[str], broker: EmbeddedBroker, worker: Worker
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Once the replay is done and the incidents have settled, with ``worker`` still running:
+    the replay's output, the incidents topic and the dead letters."""
+    replayed, _ = replay.communicate(timeout=300)
+    assert replay.returncode == 0, replayed[-3000:]
+    topics = Settings().topics
+    events = _incident_events(broker, topics.incidents, timeout=240)
+    assert worker.alive, worker.log()[-3000:]
+    dead = consume(broker.bootstrap, topics.deadletter, lambda v: False, 3)
+    return replayed, events, dead
+
+
+def _one_incident(events: list[dict[str, Any]], why: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The events of the one incident on the topic (asserted), and their kinds (triggered,
+    updated, resolved)."""
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in events:
+        by_key[e["data"]["dedup_key"]].append(e)
+    summary = {
+        k: [(e["type"].rsplit(".", 1)[1], e["data"]["payload"]["summary"][:80]) for e in v][:3]
+        for k, v in by_key.items()
+    }
+    assert len(by_key) == 1, f"one incident expected, got {summary}\n{why}"
+    (evs,) = by_key.values()
+    return evs, [e["type"].rsplit(".", 1)[1] for e in evs]
+
+
+def _two_workers(broker: EmbeddedBroker, tmp_path: Path) -> tuple[dict[str, str], list[Worker]]:
+    """The topics created on ``broker``; the environment for it, and two workers of one group
+    (not started), each in its own directory with its own log."""
+    defaults = Settings()
+    create_topics(broker.bootstrap, defaults.topics.all().values(), defaults.partitions)
+    env = _env(broker)
+    workers = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        # Faust binds its web port even with the web server off: one per worker.
+        worker_env = {**env, "RADAR_WEB_PORT": str(free_port())}
+        workers.append(Worker(worker_env, tmp_path / f"{name}.log", cwd=tmp_path / name))
+    return env, workers
+
+
+def _replay(data: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``replay DATA --speed max`` in the background (its output: ``communicate()``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams", "replay", str(data), "--speed", "max"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
 
 
 def _diagnosis(replayed: str, dead: list[dict[str, Any]], log: str) -> str:
