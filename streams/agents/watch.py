@@ -39,8 +39,10 @@ async def input_health() -> tuple[dict[str, int | None], dict[str, int]]:
         family = KIND_OF_TOPIC.get(tp.topic)
         if family is None or family not in FAMILIES:
             continue
-        high = app.consumer.highwater(tp)
-        position = await app.consumer.position(tp)
+        fetched = await ingest.high_and_position(tp)
+        if fetched is None:  # revoked meanwhile
+            continue
+        high, position = fetched
         if high is not None and position is not None:
             lag[family] = lag.get(family, 0) + max(0, high - position)
     return last, lag

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from detectors.signals import SEP
@@ -134,3 +135,48 @@ def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
     # Nothing closed: the busy partition is not quiet, the quiet one is gone.
     assert topic.sent == []
     assert ingest.markers[quiet] == Marker(until_ms=1_000_000, next_offset=4)
+
+
+@pytest.mark.parametrize("raises_in", ["highwater", "position"])
+def test_a_partition_revoked_under_the_quiet_timer_does_not_crash_the_worker(
+    monkeypatch: pytest.MonkeyPatch, raises_in: str
+) -> None:
+    # Faust runs aiokafka in its own thread: a partition can be revoked between the timer's
+    # look at the assignment and its questions about the partition, and aiokafka then raises
+    # (AssertionError from highwater, IllegalStateError from position). Raised from the
+    # timer, that crashed the whole worker.
+    names = {kind: name for name, kind in KIND_OF_TOPIC.items()}
+    gone, kept = TP(names["logins"], 2), TP(names["logins"], 3)
+
+    class Consumer:
+        def assignment(self) -> set[TP]:
+            return {gone, kept}  # the timer's view, taken before the revocation
+
+        def highwater(self, tp: TP) -> int:
+            if tp == gone and raises_in == "highwater":
+                raise AssertionError("Partition is not assigned")
+            return 10
+
+        async def position(self, tp: TP) -> int:
+            if tp == gone and raises_in == "position":
+                raise IllegalStateError(f"Partition {tp} is not assigned")
+            return 10
+
+        async def highwaters(self, *tps: TP) -> dict[TP, int]:
+            return dict.fromkeys(tps, 10)
+
+    class App:
+        consumer = Consumer()
+
+    now = time.monotonic()
+    monkeypatch.setattr(ingest, "app", App())
+    monkeypatch.setattr(ingest, "first_handled_at", now - 100.0)
+    for tp in (gone, kept):
+        source = ("logins", tp.partition)
+        monkeypatch.setitem(ingest.owned, source, now - 100.0)
+        monkeypatch.setitem(ingest.handled_next, source, 10)
+    # A whole timer round: no exception (the kept partition alone is quiet; with no window
+    # anywhere there is nothing to close).
+    asyncio.run(asyncio.wait_for(inspect.unwrap(ingest.advance_quiet_partitions)(), 10))
+    assert asyncio.run(ingest.high_and_position(kept)) == (10, 10)
+    assert asyncio.run(ingest.high_and_position(gone)) is None
