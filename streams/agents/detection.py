@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 from detectors.engine import DetectionEngine, EngineWindow
@@ -122,7 +123,7 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
             # on from the other worker's: an incident it opened is resolved here, under its
             # key, instead of staying open on the wire.
             end = window.start_ms + settings.window_ms
-            late = services_of(partition)
+            late = services_of([partition])
             anomalies = engine.process(engine_window(window, late))
             updates.extend(manager.process(end, anomalies, late))
             continue
@@ -136,7 +137,7 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     horizon = min(h for h in horizons if h is not None)
     # Only this worker's services can be silent here: after a rebalance the others' windows
     # are completed (and their silences judged) by the worker that holds their partitions.
-    covered = frozenset(s for s, p in service_partition.items() if p in mine)
+    covered = services_of(mine)
     for start in sorted(ws for ws in released if ws + settings.window_ms <= horizon):
         window = merge_windows(released.pop(start))
         end = start + settings.window_ms
@@ -150,9 +151,9 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     return updates
 
 
-def services_of(partition: int) -> frozenset[str]:
-    """The services whose partials arrive on this windows partition (so far)."""
-    return frozenset(s for s, p in service_partition.items() if p == partition)
+def services_of(partitions: Collection[int]) -> frozenset[str]:
+    """The services whose partials arrive on these windows partitions (so far)."""
+    return frozenset(s for s, p in service_partition.items() if p in partitions)
 
 
 def windows_partitions() -> list[int]:
