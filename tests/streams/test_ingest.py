@@ -60,22 +60,6 @@ class _WindowsTopic:
             await self.on_partial()
 
 
-def _stage1(
-    monkeypatch: pytest.MonkeyPatch, source: tuple[str, int], handled: int, partitions: int
-) -> tuple[str, _WindowsTopic]:
-    """Stage 1 of a worker owning ``source`` (a logins partition) that has handled up to
-    offset ``handled``, sending to a recording windows topic of ``partitions`` partitions:
-    the input topic's name and that windows topic."""
-    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
-    topic = _WindowsTopic()
-    monkeypatch.setattr(ingest, "windows_topic", topic)
-    monkeypatch.setattr(ingest, "partition_count", lambda name: partitions)
-    monkeypatch.setattr(ingest, "agent_stream", None)
-    monkeypatch.setitem(ingest.handled_next, source, handled)
-    monkeypatch.setitem(ingest.owned, source, 0.0)
-    return topic_name, topic
-
-
 def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -84,13 +68,19 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     # new ``until`` and the *previous* marker's offset, and the next owner dead-lettered the
     # 708 records between the two offsets as late (804 and 2382 late records in two runs).
     source = ("logins", 3)
-    topic_name, topic = _stage1(monkeypatch, source, handled=1586, partitions=1)
+    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
+    topic = _WindowsTopic()
 
     async def rebalance() -> None:  # while the partials go out
         await forget_revoked(None, [TP(topic_name, 3)], signal=None)
 
     topic.on_partial = rebalance
+    monkeypatch.setattr(ingest, "windows_topic", topic)
+    monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
+    monkeypatch.setattr(ingest, "agent_stream", None)
     monkeypatch.setitem(ingest.markers, source, Marker(until_ms=1_000_000, next_offset=1081))
+    monkeypatch.setitem(ingest.handled_next, source, 1586)
+    monkeypatch.setitem(ingest.owned, source, 0.0)
     closed = [ClosedWindow(1_000_000, {f"wallet{SEP}north": [3, 1, 0]})]
 
     asyncio.run(emit_closed(source, topic_name, closed, until_ms=1_010_000))
@@ -108,7 +98,13 @@ def test_closed_windows_leave_as_one_bundle_per_windows_partition(
     # windows partition, each service's partials on the partition its name hashes to (where
     # its maintenance and feedback records go too), the marker last on every partition.
     source = ("logins", 1)
-    topic_name, topic = _stage1(monkeypatch, source, handled=77, partitions=4)
+    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
+    topic = _WindowsTopic()
+    monkeypatch.setattr(ingest, "windows_topic", topic)
+    monkeypatch.setattr(ingest, "partition_count", lambda name: 4)
+    monkeypatch.setattr(ingest, "agent_stream", None)
+    monkeypatch.setitem(ingest.handled_next, source, 77)
+    monkeypatch.setitem(ingest.owned, source, 0.0)
     services = ("wallet", "checkout")
     assert len({windows_partition(s, 4) for s in services}) == 2  # else this test shows less
     closed = [
