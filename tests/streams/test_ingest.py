@@ -17,7 +17,6 @@ from detectors.signals import SEP
 from detectors.windows import ClosedWindow, PartitionWindows
 from streams.agents import ingest
 from streams.agents.ingest import emit_closed, forget_revoked, quiet_seconds
-from streams.bundles import unbundle, windows_partition
 from streams.restore import Marker
 from streams.topics import KIND_OF_TOPIC
 
@@ -41,11 +40,9 @@ def test_a_partition_assigned_by_a_rebalance_gets_its_own_grace() -> None:
 
 
 class _WindowsTopic:
-    """The windows topic, recording what is sent: the records (partition, value) and the
-    messages they carry (bundles unpacked); ``on_partial`` runs during a partial's send."""
+    """The windows topic, recording what is sent; ``on_partial`` runs during a partial's send."""
 
     def __init__(self) -> None:
-        self.records: list[tuple[int | None, dict[str, Any]]] = []
         self.sent: list[dict[str, Any]] = []
         self.on_partial: Callable[[], Awaitable[None]] | None = None
 
@@ -53,10 +50,8 @@ class _WindowsTopic:
         return "windows"
 
     async def send(self, key: bytes, value: dict[str, Any], partition: int | None = None) -> None:
-        self.records.append((partition, value))
-        self.sent.extend(unbundle(value))
-        kinds = {m["kind"] for m in unbundle(value)}
-        if "partial" in kinds and self.on_partial is not None:
+        self.sent.append(value)
+        if value["kind"] == "partial" and self.on_partial is not None:
             await self.on_partial()
 
 
@@ -89,39 +84,6 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     [marker] = [v for v in topic.sent if v["kind"] == "closed"]
     assert (marker["until"], marker["next"]) == (1_010_000, 1586)
     assert ingest.markers[source] == Marker(until_ms=1_010_000, next_offset=1586)
-
-
-def test_closed_windows_leave_as_one_bundle_per_windows_partition(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Three windows of two services closed at once (a replay's batch): one record per
-    # windows partition, each service's partials on the partition its name hashes to (where
-    # its maintenance and feedback records go too), the marker last on every partition.
-    source = ("logins", 1)
-    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
-    topic = _WindowsTopic()
-    monkeypatch.setattr(ingest, "windows_topic", topic)
-    monkeypatch.setattr(ingest, "partition_count", lambda name: 4)
-    monkeypatch.setattr(ingest, "agent_stream", None)
-    monkeypatch.setitem(ingest.handled_next, source, 77)
-    monkeypatch.setitem(ingest.owned, source, 0.0)
-    services = ("wallet", "checkout")
-    assert len({windows_partition(s, 4) for s in services}) == 2  # else this test shows less
-    closed = [
-        ClosedWindow(start, {f"{s}{SEP}north": [1, 0, 0] for s in services})
-        for start in (0, 10_000, 20_000)
-    ]
-
-    asyncio.run(emit_closed(source, topic_name, closed, until_ms=30_000))
-
-    assert sorted(q for q, _ in topic.records) == [0, 1, 2, 3]
-    for q, value in topic.records:
-        items = unbundle(value)
-        assert value["kind"] == "bundle" and items[-1]["kind"] == "closed"
-        assert (items[-1]["until"], items[-1]["next"]) == (30_000, 77)
-        partials = [(m["group"], m["window"]) for m in items[:-1]]
-        mine = [s for s in services if windows_partition(s, 4) == q]
-        assert partials == [(s, w) for w in (0, 10_000, 20_000) for s in sorted(mine)]
 
 
 def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
