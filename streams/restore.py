@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from streams.bundles import unbundle
 from streams.errors import RadarError
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,13 @@ def markers_from(records: Sequence[LogRecord]) -> dict[tuple[str, int], Marker]:
     ...         LogRecord(0, 1, {"kind": "partial", "topic": "logins", "src": 1})]
     >>> markers_from(recs)
     {('logins', 1): Marker(until_ms=20, next_offset=7)}
+    >>> bundled = {"kind": "bundle", "items": [{"kind": "closed", "topic": "logins", "src": 1,
+    ...                                         "n": 2, "until": 30, "next": 9}]}
+    >>> markers_from([*recs, LogRecord(1, 1, bundled)])
+    {('logins', 1): Marker(until_ms=30, next_offset=9)}
     """
     out: dict[tuple[str, int], Marker] = {}
-    for rec in records:
-        v = rec.value
+    for v in (m for rec in records for m in unbundle(rec.value)):
         if not isinstance(v, dict) or v.get("kind") != "closed":
             continue
         source = (str(v["topic"]), int(v["src"]))

@@ -52,7 +52,7 @@ class Topics:
     feedback: str = "feedback"
     incidents: str = "incidents"
     deadletter: str = "deadletter"
-    #: Internal: per-window partial aggregates, keyed by service (stage 1 -> stage 2).
+    #: Internal: per-window partial aggregates, partitioned by service (stage 1 -> stage 2).
     windows: str = "radar-windows"
 
     def inputs(self) -> dict[str, str]:

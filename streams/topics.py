@@ -17,7 +17,8 @@ inputs_topic = app.topic(
     value_serializer="raw",
 )
 
-#: Internal: per-window partial counts and partition watermarks, keyed by service.
+#: Internal: per-window partial counts and partition watermarks, partitioned by service
+#: and bundled per partition (:mod:`streams.bundles`).
 windows_topic = app.topic(
     settings.topics.windows, key_serializer="raw", value_serializer="json", internal=True
 )

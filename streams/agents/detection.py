@@ -1,12 +1,13 @@
 """Stage 2: complete windows across every input partition, detect, correlate, emit incidents.
 
-The windows topic is keyed by service, so one service's partials all reach one partition of
-it; ``closed``/``idle`` markers are broadcast to every partition. Each windows partition has
-its own :class:`~detectors.windows.WindowAssembler` over every (input topic, partition)
-source; complete windows go to the :class:`~detectors.engine.DetectionEngine`, whose
-anomalies the :class:`~detectors.incidents.IncidentManager` correlates into incidents that
-leave on the incidents topic as CloudEvents keyed by dedup key. This is the same engine and
-manager ``evaluate`` runs (:class:`~detectors.pipeline.OfflinePipeline`).
+One service's partials all reach one partition of the windows topic (the partition its name
+hashes to); ``closed`` markers go to every partition (both bundled: :mod:`streams.bundles`).
+Each windows partition has its own :class:`~detectors.windows.WindowAssembler` over every
+(input topic, partition) source; complete windows go to the
+:class:`~detectors.engine.DetectionEngine`, whose anomalies the
+:class:`~detectors.incidents.IncidentManager` correlates into incidents that leave on the
+incidents topic as CloudEvents keyed by dedup key. This is the same engine and manager
+``evaluate`` runs (:class:`~detectors.pipeline.OfflinePipeline`).
 
 A worker rebuilds the state from the whole windows topic at start-up (:func:`restore_state`)
 and, after each rebalance, folds in what other workers consumed of its assigned partitions
@@ -28,6 +29,7 @@ from detectors.incidents import IncidentManager, IncidentUpdate
 from detectors.signals import FAMILIES
 from detectors.windows import AssembledWindow, WindowAssembler, merge_windows
 from streams.app import app, settings
+from streams.bundles import unbundle
 from streams.incident_events import event_id, incident_event
 from streams.restore import Marker, TopicLog, markers_from, read_topic, still_open
 from streams.topics import incidents_topic, windows_topic
@@ -43,7 +45,7 @@ engine = DetectionEngine(window_ms=settings.window_ms)
 manager = IncidentManager()
 feedback = FeedbackQueue()
 
-#: The windows-topic partition each service's partials arrive on (keyed by service).
+#: The windows-topic partition each service's partials arrive on.
 service_partition: dict[str, int] = {}
 #: Set while the state is whole: once restore_state has rebuilt it, and again after each
 #: catch_up (a rebalance); both stages wait for it.
@@ -95,6 +97,8 @@ def handle(partition: int, msg: dict[str, Any]) -> list[IncidentUpdate]:
     it causes. Pure of I/O: the live agent and the start-up restore run exactly this."""
     global judged_until
     kind = msg["kind"]
+    if kind == "bundle":  # stage 1's messages for this partition, in order
+        return [u for item in unbundle(msg) for u in handle(partition, item)]
     if kind == "maintenance":
         manager.declare_maintenance(msg["record"])
         return []

@@ -4,8 +4,9 @@ cell and event-time window.
 Each (topic, partition) has its own :class:`~detectors.windows.PartitionWindows` (its own
 watermark), so windows depend neither on how partitions interleave nor on replay speed. What
 a record counts is decided by :mod:`detectors.signals`, the same extractors ``evaluate`` uses.
-Closed windows leave as partial counts keyed by service on the internal windows topic,
-followed by a ``closed`` marker to every windows partition; stage 2
+Closed windows leave as partial counts on the internal windows topic, each on the partition
+of its service, followed by a ``closed`` marker to every windows partition (bundled per
+partition: :mod:`streams.bundles`); stage 2
 (:mod:`streams.agents.detection`) completes a window once every source closed it.
 Maintenance records go to stage 2 as they are (they declare windows, they are not counted).
 
@@ -33,6 +34,7 @@ from detectors.signals import FAMILIES, SEP, Extractor
 from detectors.windows import ClosedWindow, PartitionWindows, window_start
 from streams.agents.detection import markers, restored
 from streams.app import app, settings
+from streams.bundles import bundles, windows_partition
 from streams.deadletter import send_dead_letter
 from streams.errors import InvalidRecord
 from streams.restore import Marker
@@ -84,16 +86,12 @@ def partition_count(topic_name: str) -> int:
     return int(n) if n else settings.partitions
 
 
-async def _broadcast(marker: dict[str, Any]) -> None:
-    n = partition_count(windows_topic.get_topic_name())
-    for q in range(n):
-        await windows_topic.send(key=b"", value=marker, partition=q)
-
-
 async def emit_closed(
     source: Source, topic_name: str, closed: list[ClosedWindow], until_ms: int | None
 ) -> None:
-    """Send the partials of closed windows (one per service) and the source's marker.
+    """Send the partials of closed windows (one per service) and the source's marker, as one
+    bundle per windows partition (:mod:`streams.bundles`): a service's partials to its
+    partition, the marker to every partition, after the partials.
 
     The marker's ``next`` is read before the first send: a rebalance during the sends drops
     this worker's handled offset, and the previous marker's offset would then be sent with the
@@ -104,21 +102,26 @@ async def emit_closed(
     if nxt is None and source in markers:  # nothing handled since a restart
         nxt = markers[source].next_offset
     n = partition_count(topic_name)
+    parts = partition_count(windows_topic.get_topic_name())
+    items: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for window in closed:
         by_service: dict[str, dict[str, list[int]]] = defaultdict(dict)
         for key, counts in window.segments.items():
             by_service[key.split(SEP, 1)[0]][key] = counts
         for service, segments in sorted(by_service.items()):
-            await windows_topic.send(
-                key=service.encode(),
-                value={"kind": "partial", "topic": kind, "src": partition, "n": n,
-                       "window": window.start_ms, "group": service, "segments": segments},
+            items[windows_partition(service, parts)].append(
+                {"kind": "partial", "topic": kind, "src": partition, "n": n,
+                 "window": window.start_ms, "group": service, "segments": segments}
             )  # fmt: skip
     if until_ms is not None:
-        await _broadcast(
-            {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
-             "next": nxt}
-        )  # fmt: skip
+        marker = {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
+                  "next": nxt}  # fmt: skip
+        for q in range(parts):
+            items[q].append(marker)
+    for q, messages in sorted(items.items()):
+        for value in bundles(messages):
+            await windows_topic.send(key=b"", value=value, partition=q)
+    if until_ms is not None:
         markers[source] = Marker(until_ms, nxt)
     # Sent (the producer is flushed before any commit): the windows' first records may go.
     first = first_records.get(source, {})
@@ -162,10 +165,12 @@ async def ingest(stream: Any) -> None:
                 if kind in ("maintenance", "feedback"):
                     # For the incident manager, on the windows partition of its service (a
                     # verdict's service is the first part of the incident key).
-                    service = rec.get("service") or feedback_service(rec)
+                    service = str(rec.get("service") or feedback_service(rec) or "")
+                    parts = partition_count(windows_topic.get_topic_name())
                     await windows_topic.send(
-                        key=str(service or "").encode(), value={"kind": kind, "record": rec}
-                    )
+                        key=service.encode(), value={"kind": kind, "record": rec},
+                        partition=windows_partition(service, parts),
+                    )  # fmt: skip
                 elif kind in FAMILIES:
                     ts = rec["event_time"]
                     start = window_start(ts, settings.window_ms)

@@ -18,6 +18,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics, free_port
+from streams.bundles import unbundle
 from streams.processes import stop_group
 from streams.settings import Settings
 
@@ -150,3 +151,18 @@ def consume(
         return values
     finally:
         consumer.close()
+
+
+def consume_windows(
+    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float
+) -> list[Any]:
+    """As :func:`consume`, for the windows topic: its stage-1 messages, with bundles
+    unpacked (:mod:`streams.bundles`)."""
+
+    def flat(values: list[list[Any]]) -> list[Any]:
+        return [m for v in values for m in v]
+
+    def decode(raw: bytes) -> list[Any]:
+        return unbundle(json.loads(raw))
+
+    return flat(consume(bootstrap, topic, lambda vs: until(flat(vs)), timeout, decode=decode))

@@ -14,7 +14,7 @@ import jsonschema
 
 from streams.broker import EmbeddedBroker
 from streams.schemas import load_schema
-from tests.integration.conftest import Worker, consume, produce
+from tests.integration.conftest import Worker, consume, consume_windows, produce
 
 T0 = 1_760_860_800_000
 
@@ -103,7 +103,7 @@ def test_bad_records_are_dead_lettered_and_good_ones_counted(
             sum(sum(c) for c in v["segments"].values()) for v in values if v["kind"] == "partial"
         )
 
-    partials = consume(broker.bootstrap, topics.windows, lambda v: counted(v) >= n_good, 60)
+    partials = consume_windows(broker.bootstrap, topics.windows, lambda v: counted(v) >= n_good, 60)
     assert counted(partials) == n_good
     assert worker.alive
 
@@ -113,6 +113,8 @@ def test_bad_records_are_dead_lettered_and_good_ones_counted(
         for j in range(50)
     ]
     produce(broker.bootstrap, topics.transactions, later)
-    partials = consume(broker.bootstrap, topics.windows, lambda v: counted(v) >= n_good + 50, 60)
+    partials = consume_windows(
+        broker.bootstrap, topics.windows, lambda v: counted(v) >= n_good + 50, 60
+    )
     assert counted(partials) == n_good + 50
     assert worker.alive

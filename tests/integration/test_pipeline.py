@@ -11,7 +11,7 @@ import jsonschema
 from streams.broker import EmbeddedBroker
 from streams.demo import Collapse, DemoPlan, traffic
 from streams.schemas import load_schema
-from tests.integration.conftest import Worker, consume, produce
+from tests.integration.conftest import Worker, consume, consume_windows, produce
 
 WINDOW_MS = 10_000
 
@@ -77,7 +77,7 @@ def test_worker_without_incident_stays_quiet(
     def all_counted(values: list[dict[str, Any]]) -> bool:
         return _counted(values) >= len(records)
 
-    partials = consume(broker.bootstrap, topics.windows, all_counted, timeout=90)
+    partials = consume_windows(broker.bootstrap, topics.windows, all_counted, timeout=90)
     assert _counted(partials) == len(records)
     incidents = consume(broker.bootstrap, topics.incidents, lambda v: False, timeout=3)
     assert incidents == []

@@ -13,7 +13,7 @@ import jsonschema
 from streams.broker import EmbeddedBroker
 from streams.demo import Collapse, DemoPlan, traffic
 from streams.schemas import load_schema
-from tests.integration.conftest import Worker, consume, produce
+from tests.integration.conftest import Worker, consume, consume_windows, produce
 
 
 def _has(action: str) -> Callable[[list[dict[str, Any]]], bool]:
@@ -73,7 +73,7 @@ def test_a_worker_killed_mid_incident_restarts_without_losing_or_repeating_it(
     def all_counted(values: list[dict[str, Any]]) -> bool:
         return _kept_count(values) >= len(records)
 
-    partials = consume(broker.bootstrap, topics.windows, all_counted, timeout=60)
+    partials = consume_windows(broker.bootstrap, topics.windows, all_counted, timeout=60)
     dead = consume(broker.bootstrap, topics.deadletter, lambda v: False, timeout=2)
     kinds = sorted({str(d.get("error_kind")) for d in dead})
     why = f"{len(dead)} dead-lettered ({kinds}); {_missing(partials, records)}"

@@ -62,6 +62,17 @@ def test_a_window_covers_the_services_of_this_worker_s_windows_partitions(
     assert detection.service_partition == {"wallet": 0, "pay": 1}
 
 
+def test_a_bundle_is_folded_as_its_messages_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = [_partial("pay", 0), _partial("pay", 10_000), _closed(20_000)]
+    one_by_one = _stage2(monkeypatch, mine=[0])
+    for m in messages:
+        detection.handle(0, m)
+    bundled = _stage2(monkeypatch, mine=[0])
+    detection.handle(0, {"kind": "bundle", "items": messages})
+    assert [w.start_ms for w in bundled] == [w.start_ms for w in one_by_one] == [0, 10_000]
+    assert [w.families for w in bundled] == [w.families for w in one_by_one]
+
+
 def test_a_window_judged_without_a_partition_is_judged_again_for_its_services_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

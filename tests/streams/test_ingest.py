@@ -17,6 +17,7 @@ from detectors.signals import SEP
 from detectors.windows import ClosedWindow, PartitionWindows
 from streams.agents import ingest
 from streams.agents.ingest import emit_closed, forget_revoked, quiet_seconds
+from streams.bundles import unbundle, windows_partition
 from streams.restore import Marker
 from streams.topics import KIND_OF_TOPIC
 
@@ -40,9 +41,11 @@ def test_a_partition_assigned_by_a_rebalance_gets_its_own_grace() -> None:
 
 
 class _WindowsTopic:
-    """The windows topic, recording what is sent; ``on_partial`` runs during a partial's send."""
+    """The windows topic, recording what is sent: the records (partition, value) and the
+    messages they carry (bundles unpacked); ``on_partial`` runs during a partial's send."""
 
     def __init__(self) -> None:
+        self.records: list[tuple[int | None, dict[str, Any]]] = []
         self.sent: list[dict[str, Any]] = []
         self.on_partial: Callable[[], Awaitable[None]] | None = None
 
@@ -50,9 +53,27 @@ class _WindowsTopic:
         return "windows"
 
     async def send(self, key: bytes, value: dict[str, Any], partition: int | None = None) -> None:
-        self.sent.append(value)
-        if value["kind"] == "partial" and self.on_partial is not None:
+        self.records.append((partition, value))
+        self.sent.extend(unbundle(value))
+        kinds = {m["kind"] for m in unbundle(value)}
+        if "partial" in kinds and self.on_partial is not None:
             await self.on_partial()
+
+
+def _stage1(
+    monkeypatch: pytest.MonkeyPatch, source: tuple[str, int], handled: int, partitions: int
+) -> tuple[str, _WindowsTopic]:
+    """Stage 1 of a worker owning ``source`` (a logins partition) that has handled up to
+    offset ``handled``, sending to a recording windows topic of ``partitions`` partitions:
+    the input topic's name and that windows topic."""
+    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
+    topic = _WindowsTopic()
+    monkeypatch.setattr(ingest, "windows_topic", topic)
+    monkeypatch.setattr(ingest, "partition_count", lambda name: partitions)
+    monkeypatch.setattr(ingest, "agent_stream", None)
+    monkeypatch.setitem(ingest.handled_next, source, handled)
+    monkeypatch.setitem(ingest.owned, source, 0.0)
+    return topic_name, topic
 
 
 def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
@@ -63,19 +84,13 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     # new ``until`` and the *previous* marker's offset, and the next owner dead-lettered the
     # 708 records between the two offsets as late (804 and 2382 late records in two runs).
     source = ("logins", 3)
-    topic_name = next(name for name, kind in KIND_OF_TOPIC.items() if kind == "logins")
-    topic = _WindowsTopic()
+    topic_name, topic = _stage1(monkeypatch, source, handled=1586, partitions=1)
 
     async def rebalance() -> None:  # while the partials go out
         await forget_revoked(None, [TP(topic_name, 3)], signal=None)
 
     topic.on_partial = rebalance
-    monkeypatch.setattr(ingest, "windows_topic", topic)
-    monkeypatch.setattr(ingest, "partition_count", lambda name: 1)
-    monkeypatch.setattr(ingest, "agent_stream", None)
     monkeypatch.setitem(ingest.markers, source, Marker(until_ms=1_000_000, next_offset=1081))
-    monkeypatch.setitem(ingest.handled_next, source, 1586)
-    monkeypatch.setitem(ingest.owned, source, 0.0)
     closed = [ClosedWindow(1_000_000, {f"wallet{SEP}north": [3, 1, 0]})]
 
     asyncio.run(emit_closed(source, topic_name, closed, until_ms=1_010_000))
@@ -84,6 +99,33 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     [marker] = [v for v in topic.sent if v["kind"] == "closed"]
     assert (marker["until"], marker["next"]) == (1_010_000, 1586)
     assert ingest.markers[source] == Marker(until_ms=1_010_000, next_offset=1586)
+
+
+def test_closed_windows_leave_as_one_bundle_per_windows_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three windows of two services closed at once (a replay's batch): one record per
+    # windows partition, each service's partials on the partition its name hashes to (where
+    # its maintenance and feedback records go too), the marker last on every partition.
+    source = ("logins", 1)
+    topic_name, topic = _stage1(monkeypatch, source, handled=77, partitions=4)
+    services = ("wallet", "checkout")
+    assert len({windows_partition(s, 4) for s in services}) == 2  # else this test shows less
+    closed = [
+        ClosedWindow(start, {f"{s}{SEP}north": [1, 0, 0] for s in services})
+        for start in (0, 10_000, 20_000)
+    ]
+
+    asyncio.run(emit_closed(source, topic_name, closed, until_ms=30_000))
+
+    assert sorted(q for q, _ in topic.records) == [0, 1, 2, 3]
+    for q, value in topic.records:
+        items = unbundle(value)
+        assert value["kind"] == "bundle" and items[-1]["kind"] == "closed"
+        assert (items[-1]["until"], items[-1]["next"]) == (30_000, 77)
+        partials = [(m["group"], m["window"]) for m in items[:-1]]
+        mine = [s for s in services if windows_partition(s, 4) == q]
+        assert partials == [(s, w) for w in (0, 10_000, 20_000) for s in sorted(mine)]
 
 
 def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
