@@ -4,9 +4,10 @@ Stage 1 sends, for each batch of windows an input partition closes, a partial co
 (window, service) and a ``closed`` marker for every windows partition. One Kafka record per
 message made the windows topic as busy as the inputs at low event rates (a replay at
 ``--rate 20``: 47,592 partials for 904 markers), and the worker pays Faust's per-record cost
-on both sides. So the messages for one windows partition leave as one ``bundle`` record, in
-order (partials, then the marker): a service's partials still all reach the partition its
-key hashes to, and every partition still gets every marker.
+on both sides. So the partials for one windows partition leave as one ``bundle`` record, in
+order: a service's partials still all reach the partition its key hashes to. The markers
+follow, one record per partition, once every partition's partials are out (a marker is read
+as "these windows were sent everywhere": see :func:`streams.agents.ingest.emit_closed`).
 
 Stage 2 and the start-up restore read a record through :func:`unbundle`, so a windows topic
 written before bundles existed (one message per record) reads the same.
@@ -40,8 +41,8 @@ def bundles(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     order: as few as keep each under :data:`MAX_SEGMENTS` segments.
 
     >>> partial = {"kind": "partial", "segments": {"a": [1], "b": [2]}}
-    >>> [len(b["items"]) for b in bundles([partial] * 2500 + [{"kind": "closed"}])]
-    [1000, 1000, 501]
+    >>> [len(b["items"]) for b in bundles([partial] * 2500)]
+    [1000, 1000, 500]
     >>> list(bundles([]))
     []
     """

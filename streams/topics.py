@@ -17,8 +17,8 @@ inputs_topic = app.topic(
     value_serializer="raw",
 )
 
-#: Internal: per-window partial counts and partition watermarks, partitioned by service
-#: and bundled per partition (:mod:`streams.bundles`).
+#: Internal: per-window partial counts, partitioned by service and bundled per partition
+#: (:mod:`streams.bundles`), and the input partitions' "closed" markers.
 windows_topic = app.topic(
     settings.topics.windows, key_serializer="raw", value_serializer="json", internal=True
 )

@@ -1,7 +1,7 @@
 """Stage 2: complete windows across every input partition, detect, correlate, emit incidents.
 
 One service's partials all reach one partition of the windows topic (the partition its name
-hashes to); ``closed`` markers go to every partition (both bundled: :mod:`streams.bundles`).
+hashes to; bundled: :mod:`streams.bundles`); ``closed`` markers go to every partition.
 Each windows partition has its own :class:`~detectors.windows.WindowAssembler` over every
 (input topic, partition) source; complete windows go to the
 :class:`~detectors.engine.DetectionEngine`, whose anomalies the

@@ -5,9 +5,9 @@ Each (topic, partition) has its own :class:`~detectors.windows.PartitionWindows`
 watermark), so windows depend neither on how partitions interleave nor on replay speed. What
 a record counts is decided by :mod:`detectors.signals`, the same extractors ``evaluate`` uses.
 Closed windows leave as partial counts on the internal windows topic, each on the partition
-of its service, followed by a ``closed`` marker to every windows partition (bundled per
-partition: :mod:`streams.bundles`); stage 2
-(:mod:`streams.agents.detection`) completes a window once every source closed it.
+of its service (bundled per partition: :mod:`streams.bundles`), followed by a ``closed``
+marker to every windows partition; stage 2 (:mod:`streams.agents.detection`) completes a
+window once every source closed it.
 Maintenance records go to stage 2 as they are (they declare windows, they are not counted).
 
 Restarts lose nothing and count nothing twice. Every record is acked once handled except the
@@ -89,9 +89,15 @@ def partition_count(topic_name: str) -> int:
 async def emit_closed(
     source: Source, topic_name: str, closed: list[ClosedWindow], until_ms: int | None
 ) -> None:
-    """Send the partials of closed windows (one per service) and the source's marker, as one
-    bundle per windows partition (:mod:`streams.bundles`): a service's partials to its
-    partition, the marker to every partition, after the partials.
+    """Send the partials of closed windows (one per service), bundled per windows partition
+    (:mod:`streams.bundles`: a service's partials to its partition), then the source's
+    marker to every partition.
+
+    Every partial leaves before any marker: a marker on one partition tells the next owner of
+    the input partition that these windows were sent *everywhere* (it resumes counting after
+    them), so it must not go out while another partition's partials may not. A worker stopped
+    between the two (its agent cancelled) sent no marker: the next owner counts these windows
+    again, and their partials replace the ones sent (same window, group and source).
 
     The marker's ``next`` is read before the first send: a rebalance during the sends drops
     this worker's handled offset, and the previous marker's offset would then be sent with the
@@ -113,15 +119,14 @@ async def emit_closed(
                 {"kind": "partial", "topic": kind, "src": partition, "n": n,
                  "window": window.start_ms, "group": service, "segments": segments}
             )  # fmt: skip
-    if until_ms is not None:
-        marker = {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
-                  "next": nxt}  # fmt: skip
-        for q in range(parts):
-            items[q].append(marker)
     for q, messages in sorted(items.items()):
         for value in bundles(messages):
             await windows_topic.send(key=b"", value=value, partition=q)
     if until_ms is not None:
+        marker = {"kind": "closed", "topic": kind, "src": partition, "n": n, "until": until_ms,
+                  "next": nxt}  # fmt: skip
+        for q in range(parts):
+            await windows_topic.send(key=b"", value=marker, partition=q)
         markers[source] = Marker(until_ms, nxt)
     # Sent (the producer is flushed before any commit): the windows' first records may go.
     first = first_records.get(source, {})

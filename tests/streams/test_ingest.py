@@ -101,31 +101,64 @@ def test_a_rebalance_during_the_sends_leaves_the_marker_s_offset_current(
     assert ingest.markers[source] == Marker(until_ms=1_010_000, next_offset=1586)
 
 
-def test_closed_windows_leave_as_one_bundle_per_windows_partition(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Three windows of two services closed at once (a replay's batch): one record per
-    # windows partition, each service's partials on the partition its name hashes to (where
-    # its maintenance and feedback records go too), the marker last on every partition.
-    source = ("logins", 1)
-    topic_name, topic = _stage1(monkeypatch, source, handled=77, partitions=4)
-    services = ("wallet", "checkout")
-    assert len({windows_partition(s, 4) for s in services}) == 2  # else this test shows less
-    closed = [
+def _closed(services: tuple[str, ...]) -> list[ClosedWindow]:
+    """Three windows of ``services`` closed at once (a replay's batch)."""
+    return [
         ClosedWindow(start, {f"{s}{SEP}north": [1, 0, 0] for s in services})
         for start in (0, 10_000, 20_000)
     ]
 
-    asyncio.run(emit_closed(source, topic_name, closed, until_ms=30_000))
 
-    assert sorted(q for q, _ in topic.records) == [0, 1, 2, 3]
-    for q, value in topic.records:
-        items = unbundle(value)
-        assert value["kind"] == "bundle" and items[-1]["kind"] == "closed"
-        assert (items[-1]["until"], items[-1]["next"]) == (30_000, 77)
-        partials = [(m["group"], m["window"]) for m in items[:-1]]
+def test_closed_windows_leave_as_one_bundle_per_windows_partition_then_the_markers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One record per windows partition holding partials, each service's partials on the
+    # partition its name hashes to (where its maintenance and feedback records go too); then
+    # the marker to every partition, after every partial.
+    source = ("logins", 1)
+    topic_name, topic = _stage1(monkeypatch, source, handled=77, partitions=4)
+    services = ("wallet", "checkout")
+    held = sorted({windows_partition(s, 4) for s in services})
+    assert len(held) == 2  # else this test shows less
+
+    asyncio.run(emit_closed(source, topic_name, _closed(services), until_ms=30_000))
+
+    bundles, markers = topic.records[:2], topic.records[2:]
+    assert [q for q, _ in bundles] == held and [q for q, _ in markers] == [0, 1, 2, 3]
+    for q, value in bundles:
+        assert value["kind"] == "bundle"
+        partials = [(m["group"], m["window"]) for m in unbundle(value)]
         mine = [s for s in services if windows_partition(s, 4) == q]
         assert partials == [(s, w) for w in (0, 10_000, 20_000) for s in sorted(mine)]
+    for _q, value in markers:
+        assert (value["kind"], value["until"], value["next"]) == ("closed", 30_000, 77)
+    assert ingest.markers[source] == Marker(until_ms=30_000, next_offset=77)
+
+
+def test_a_worker_stopped_mid_send_leaves_no_marker_ahead_of_another_partition_s_partials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A stopping worker's agent is cancelled wherever it awaits. When each partition's bundle
+    # carried its marker, a stop after the first partition's record left that marker (these
+    # windows: sent) with the second partition's partials never sent; the next owner of the
+    # input partition resumed after the marker, and the second partition completed those
+    # windows without them: a false "no request samples" silence (1 of 3 CI runs of the
+    # two-worker scenario test). Now the stop leaves no marker, so the windows are counted
+    # again by the next owner.
+    source = ("logins", 1)
+    topic_name, topic = _stage1(monkeypatch, source, handled=77, partitions=4)
+    before = Marker(until_ms=0, next_offset=40)
+    monkeypatch.setitem(ingest.markers, source, before)
+
+    async def stop() -> None:  # the worker stops after the first record went out
+        raise asyncio.CancelledError
+
+    topic.on_partial = stop
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(emit_closed(source, topic_name, _closed(("wallet", "checkout")), 30_000))
+
+    assert [m["kind"] for m in topic.sent] == ["partial"] * 3  # one partition's, no marker
+    assert ingest.markers[source] == before
 
 
 def test_a_partition_revoked_while_the_broker_is_asked_is_not_advanced(
