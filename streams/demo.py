@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics
+from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker, create_topics, free_port
 from streams.processes import stop_group
 from streams.settings import Settings
 
@@ -140,6 +140,9 @@ def run_demo(
         env = {k: v for k, v in os.environ.items() if not k.startswith("RADAR_")}
         env.update(broker.env())
         env["RADAR_DATA_DIR"] = data
+        # Faust binds its web port even with the web server off: the default (6066) may be
+        # taken, e.g. by a worker the user runs already.
+        env["RADAR_WEB_PORT"] = str(free_port())
         settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("RADAR_")})
         create_topics(broker.bootstrap, settings.topics.all().values(), settings.partitions)
         try:

@@ -27,14 +27,15 @@ from streams.restore import read_topic
 from tests.integration.conftest import ROOT
 
 
-def _tansu_pids() -> set[str]:
-    out = subprocess.run(["pgrep", "-f", "tansu.*broker"], capture_output=True, text=True)
+def _tansu_pids(port: str) -> set[str]:
+    """The Tansu processes listening on ``port`` (only this test's: others may be running)."""
+    pattern = f"tansu.*broker.*:{port}( |$)"
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
     return set(out.stdout.split())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_broker_command_prints_address_first_and_stops_cleanly(sig: int) -> None:
-    before = _tansu_pids()
     with subprocess.Popen(
         [sys.executable, "-m", "streams", "broker"],
         cwd=ROOT,
@@ -48,7 +49,7 @@ def test_broker_command_prints_address_first_and_stops_cleanly(sig: int) -> None
             host, port = first.split(":")
             assert host == "127.0.0.1" and int(port) > 0
             assert isinstance(list_topics(first), set)  # it answers Kafka metadata
-            started = _tansu_pids() - before
+            started = _tansu_pids(port)
             assert started, "no broker process while the command runs"
             proc.send_signal(sig)
             assert proc.wait(15) == 0
@@ -56,9 +57,9 @@ def test_broker_command_prints_address_first_and_stops_cleanly(sig: int) -> None
             if proc.poll() is None:
                 proc.kill()
     deadline = time.monotonic() + 5
-    while _tansu_pids() & started and time.monotonic() < deadline:
+    while _tansu_pids(port) & started and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not (_tansu_pids() & started), "the broker process outlived the command"
+    assert not (_tansu_pids(port) & started), "the broker process outlived the command"
 
 
 def test_broker_command_port_option() -> None:

@@ -2,46 +2,66 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tests.integration.conftest import ROOT
 
 
+def _left_behind(out: str) -> list[str]:
+    """Of the processes the demo says it started (its broker by port, its worker by pid),
+    those still running once it has ended. Only its own: other tests may be running brokers
+    and workers meanwhile."""
+    port = re.search(r"embedded broker \(Tansu\) on [\d.]+:(\d+)", out)
+    pid = re.search(r"worker started \(pid (\d+)\)", out)
+    assert port and pid, out[-3000:]
+
+    def pgrep(pattern: str) -> list[str]:
+        return subprocess.run(
+            ["pgrep", "-f", pattern], capture_output=True, text=True
+        ).stdout.split()
+
+    brokers = pgrep(f"tansu.*broker.*:{port.group(1)}( |$)")
+    workers = [p for p in pgrep("streams worker") if p == pid.group(1)]
+    return [f"broker pid {b}" for b in brokers] + [f"worker pid {w}" for w in workers]
+
+
+@contextmanager
+def _port_6066_taken() -> Iterator[None]:
+    """Faust's default web port busy (as with a worker already running): the demo's worker
+    must not need it. Held here unless something else holds it already."""
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", 6066))
+            s.listen()
+        except OSError:
+            pass  # taken already: the same situation
+        yield
+
+
 def test_demo_catches_the_injected_outage_and_cleans_up() -> None:
-    before = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "streams",
-            "demo",
-            "--minutes",
-            "14",
-            "--rate",
-            "60",
-            "--speed",
-            "60",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    with _port_6066_taken():
+        result = subprocess.run(
+            [sys.executable, "-m", "streams", "demo", "--minutes", "14", "--rate", "60",
+             "--speed", "60"],
+            cwd=ROOT, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
     assert "OPEN" in out and "RESOLVED" in out
     assert "injected outage at wallet/partner_bank=TCB: caught" in out
     assert "incidents elsewhere: none" in out
-    after = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
-    assert set(after.stdout.split()) <= set(before.stdout.split()), "processes left behind"
+    assert _left_behind(out) == []
 
 
 def test_demo_ctrl_c_stops_everything() -> None:
     import signal
-    import time
 
-    before = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
     with subprocess.Popen(
         [sys.executable, "-m", "streams", "demo"],
         cwd=ROOT,
@@ -59,5 +79,4 @@ def test_demo_ctrl_c_stops_everything() -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert "SIGINT: stopping" in out and "summary after" in out, "".join(lines) + out
-    after = subprocess.run(["pgrep", "-f", "tansu.*broker|streams worker"], capture_output=True)
-    assert set(after.stdout.split()) <= set(before.stdout.split()), "processes left behind"
+    assert _left_behind("".join(lines) + out) == []

@@ -33,8 +33,11 @@ SCENARIOS = {"momo": 611, "mpesa": 612, "shopee": 613, "qiwi": 614, "io": 615}
 
 
 def _env(broker: EmbeddedBroker) -> dict[str, str]:
+    """Default settings but the broker, and the port Faust binds even with its web server off
+    (free, not 6066: tests run in parallel, and the demo's test holds 6066)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RADAR_")}
     env["RADAR_BROKER"] = broker.url
+    env["RADAR_WEB_PORT"] = str(free_port())
     return env
 
 
