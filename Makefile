@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 KEEP_RUNNING ?=
 RUN_ARGS ?= $(if $(KEEP_RUNNING),--keep-running,)
+# pytest-xdist: one process per core (TEST_JOBS=1 runs everything in this one); a test module
+# stays on one process (--dist loadscope), so its module fixtures are built once.
+TEST_JOBS ?= auto
+XDIST = $(if $(filter 1,$(TEST_JOBS)),-p no:xdist,-n $(TEST_JOBS) --dist loadscope)
 
 .PHONY: install run test lint typecheck unit integration bench clean
 
@@ -28,13 +32,13 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
-	$(BIN)/python -m pytest --ignore=tests/integration
+	$(BIN)/python -m pytest $(XDIST) --ignore=tests/integration
 
 integration: install
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest $(XDIST) tests/integration
 
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 bench: install
 	$(BIN)/python -m bench
