@@ -5,15 +5,42 @@ from __future__ import annotations
 import sys
 
 
-def prepare_worker() -> None:
-    """Before ``worker`` starts: create missing topics (auto-creation gets counts wrong).
+def check_web_port(port: int, host: str = "0.0.0.0") -> None:
+    """Raise :class:`~streams.errors.RadarError` if ``host:port``, where Faust binds its web
+    server, is taken. Faust binds it even with the web server off, and a taken port stopped the
+    worker after it had joined its group, with a bare ``OSError`` traceback.
 
-    Skipped with ``RADAR_CREATE_TOPICS=false`` (e.g. when a deployment step made them).
+    Bound the way the web server binds (``SO_REUSEADDR``: a port a stopped worker left in
+    ``TIME_WAIT`` is free), then released.
+    """
+    import socket
+
+    from streams.errors import RadarError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise RadarError(
+                f"RADAR_WEB_PORT={port} cannot be bound on {host} ({exc.strerror}): another "
+                "worker on this machine? Each worker needs its own port, even with "
+                f"RADAR_WEB_ENABLED=false; set RADAR_WEB_PORT to a free one, e.g. {port + 1}"
+            ) from exc
+
+
+def prepare_worker() -> None:
+    """Before ``worker`` starts: check its web port is free, and create missing topics
+    (auto-creation gets counts wrong).
+
+    Topics are not created with ``RADAR_CREATE_TOPICS=false`` (e.g. when a deployment step
+    made them).
     """
     from streams.app import configure_for_broker, settings
     from streams.broker import create_topics
     from streams.errors import BrokerError
 
+    check_web_port(settings.web_port)
     flavour = configure_for_broker()
     print(f"broker {settings.broker}: {flavour}", file=sys.stderr)
     if settings.warm_start:
