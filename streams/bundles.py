@@ -63,8 +63,9 @@ def unbundle(value: Any) -> list[Any]:
     """The messages a windows-topic record carries, in order: a bundle's items, or the
     record itself (a message written before bundles, or any other value).
 
-    >>> unbundle({"kind": "bundle", "items": [{"kind": "partial"}, {"kind": "closed"}]})
-    [{'kind': 'partial'}, {'kind': 'closed'}]
+    >>> unbundle({"kind": "bundle", "items": [{"kind": "partial", "group": "a"},
+    ...                                      {"kind": "partial", "group": "b"}]})
+    [{'kind': 'partial', 'group': 'a'}, {'kind': 'partial', 'group': 'b'}]
     >>> unbundle({"kind": "maintenance", "record": {}})
     [{'kind': 'maintenance', 'record': {}}]
     """

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from streams.bundles import unbundle
 from streams.errors import RadarError
 
 log = logging.getLogger(__name__)
@@ -68,8 +67,9 @@ class Marker:
 def markers_from(records: Sequence[LogRecord]) -> dict[tuple[str, int], Marker]:
     """The newest "closed" marker of every (input kind, partition) in windows-topic records.
 
-    Markers are broadcast to every windows partition; the one with the highest ``until``
-    wins (they only move forward).
+    Markers are broadcast to every windows partition, each as a record of its own (never in a
+    bundle: :mod:`streams.bundles`); the one with the highest ``until`` wins (they only move
+    forward).
 
     >>> recs = [LogRecord(0, 0, {"kind": "closed", "topic": "logins", "src": 1, "n": 2,
     ...                          "until": 20, "next": 7}),
@@ -78,13 +78,10 @@ def markers_from(records: Sequence[LogRecord]) -> dict[tuple[str, int], Marker]:
     ...         LogRecord(0, 1, {"kind": "partial", "topic": "logins", "src": 1})]
     >>> markers_from(recs)
     {('logins', 1): Marker(until_ms=20, next_offset=7)}
-    >>> bundled = {"kind": "bundle", "items": [{"kind": "closed", "topic": "logins", "src": 1,
-    ...                                         "n": 2, "until": 30, "next": 9}]}
-    >>> markers_from([*recs, LogRecord(1, 1, bundled)])
-    {('logins', 1): Marker(until_ms=30, next_offset=9)}
     """
     out: dict[tuple[str, int], Marker] = {}
-    for v in (m for rec in records for m in unbundle(rec.value)):
+    for rec in records:
+        v = rec.value
         if not isinstance(v, dict) or v.get("kind") != "closed":
             continue
         source = (str(v["topic"]), int(v["src"]))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from streams.settings import Settings
 from tests.integration.conftest import ROOT
 
 
@@ -32,12 +33,12 @@ def _left_behind(out: str) -> list[str]:
 
 
 @contextmanager
-def _port_6066_taken() -> Iterator[None]:
-    """Faust's default web port busy (as with a worker already running): the demo's worker
-    must not need it. Held here unless something else holds it already."""
+def _default_web_port_taken() -> Iterator[None]:
+    """Faust's default web port (6066) busy, as with a worker already running: the demo's
+    worker must not need it. Held here unless something else holds it already."""
     with socket.socket() as s:
         try:
-            s.bind(("0.0.0.0", 6066))
+            s.bind(("0.0.0.0", Settings().web_port))
             s.listen()
         except OSError:
             pass  # taken already: the same situation
@@ -45,7 +46,7 @@ def _port_6066_taken() -> Iterator[None]:
 
 
 def test_demo_catches_the_injected_outage_and_cleans_up() -> None:
-    with _port_6066_taken():
+    with _default_web_port_taken():
         result = subprocess.run(
             [sys.executable, "-m", "streams", "demo", "--minutes", "14", "--rate", "60",
              "--speed", "60"],
