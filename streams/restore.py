@@ -24,6 +24,10 @@ back the detectors' baselines reach after a restart).
 After a rebalance, a worker reads only the windows partitions it was assigned, from where its
 own state of each stops to their end (``from_offsets``): what another worker consumed of them
 meanwhile (:func:`streams.agents.detection.catch_up`).
+
+Input partitions are read back too, by time (:func:`read_back`): the balances and OTP records
+of the last ``RADAR_STATE_HISTORY_SECONDS`` before the offset stage 1 resumes from rebuild its
+per-account and per-code state (:func:`streams.agents.ingest.rebuild_state`).
 """
 
 from __future__ import annotations
@@ -191,6 +195,71 @@ async def read_topic(
         return TopicLog(records, end_of)
     finally:
         await consumer.stop()
+
+
+async def read_back(
+    bootstrap: Sequence[str],
+    topic: str,
+    partition: int,
+    before: int,
+    since_ms: int,
+    timeout_s: float = 120.0,
+    first_step: int = 2_000,
+) -> list[Any]:
+    """The records of one partition below offset ``before`` whose timestamp is at least
+    ``since_ms``, in offset order (aiokafka ``ConsumerRecord``: ``offset``, ``timestamp``,
+    ``value``): the history a worker taking the partition over replays into its per-account
+    and per-code state (:mod:`streams.agents.ingest`).
+
+    Kafka finds offsets by time only through ListOffsets, whose answers Tansu bends
+    (``../shared/TANSU.md``), so this reads backwards instead: ``first_step`` records before
+    ``before``, then twice as many before those, and so on, until a chunk starts older than
+    ``since_ms`` or the partition's first offset is reached. Raises :class:`RadarError` if
+    that takes more than ``timeout_s``.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=list(bootstrap),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,  # Tansu answers long polls late (TANSU.md)
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        low = (await consumer.beginning_offsets([tp])).get(tp) or 0
+        deadline = time.monotonic() + timeout_s
+        chunks: list[list[Any]] = []
+        end, step = before, first_step
+        while end > low:
+            start = max(low, end - step)
+            chunk = await _read_range(consumer, tp, start, end, deadline)
+            chunks.append(chunk)
+            if chunk and chunk[0].timestamp < since_ms:
+                break
+            end, step = start, step * 2
+        return [m for chunk in reversed(chunks) for m in chunk if m.timestamp >= since_ms]
+    finally:
+        await consumer.stop()
+
+
+async def _read_range(consumer: Any, tp: Any, start: int, end: int, deadline: float) -> list[Any]:
+    """Records ``start <= offset < end`` of ``tp`` (a fetch may begin at an earlier offset:
+    Tansu answers with whole batches)."""
+    consumer.seek(tp, start)
+    out: list[Any] = []
+    while await consumer.position(tp) < end:
+        if time.monotonic() > deadline:
+            raise RadarError(
+                f"could not read {tp.topic}[{tp.partition}] back from offset {start} to {end} "
+                "in time; check the broker, or lower RADAR_STATE_HISTORY_SECONDS"
+            )
+        batch = await consumer.getmany(tp, timeout_ms=200, max_records=10_000)
+        out.extend(m for m in batch.get(tp, ()) if start <= m.offset < end)
+    return out
 
 
 def _json(message: Any) -> Any:

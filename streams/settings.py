@@ -93,6 +93,10 @@ class Settings:
     #: ``RADAR_IDLE_SECONDS``: wall-clock seconds without records after which a partition stops
     #: holding back window completion (so one quiet partition cannot stall detection).
     idle_seconds: float = 5.0
+    #: ``RADAR_STATE_HISTORY_SECONDS``: event-time seconds of an input partition's history a
+    #: worker replays into its per-account balances and per-code OTP deadlines when it takes
+    #: the partition (at start-up or in a rebalance); 0: start that state empty.
+    state_history_seconds: float = 900.0
     #: ``RADAR_STALE_SECONDS``: wall-clock seconds without records after which an input topic
     #: that delivered records before raises a "detector blind" incident.
     stale_seconds: float = 300.0
@@ -179,6 +183,7 @@ class Settings:
             ("RADAR_STALE_SECONDS", self.stale_seconds, 0.001),
             ("RADAR_MAX_LAG", self.max_lag, 1),
             ("RADAR_LATENESS_SECONDS", self.lateness_seconds, 0.0),
+            ("RADAR_STATE_HISTORY_SECONDS", self.state_history_seconds, 0.0),
             ("RADAR_PARTITIONS", self.partitions, 1),
             ("RADAR_REPLICATION", self.replication, 1),
             ("RADAR_MAX_RECORD_BYTES", self.max_record_bytes, 1),
@@ -238,6 +243,10 @@ class Settings:
     @property
     def lateness_ms(self) -> int:
         return round(self.lateness_seconds * 1000)
+
+    @property
+    def state_history_ms(self) -> int:
+        return round(self.state_history_seconds * 1000)
 
     def describe(self) -> str:
         """Human-readable listing (secrets, when there are any, are masked here)."""

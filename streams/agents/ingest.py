@@ -18,6 +18,13 @@ offset after the last record handled (``next``); at start-up stage 2 finds each 
 newest marker (:mod:`streams.restore`), and a record below that offset in a window the marker
 closed was counted or dead-lettered already: it is skipped (only the extractor's per-account
 state learns from it again). A record at or after it in such a window is late, as ever.
+
+Balances and OTP records also feed state that outlives windows: each account's last known
+balance and each code's pending deadline (:class:`~detectors.signals.Extractor`). A worker
+that takes such a partition, at start-up or in a rebalance, first replays the partition's
+last ``RADAR_STATE_HISTORY_SECONDS`` of records before the offset it resumes from into that
+state (:func:`rebuild_state`): they are not counted again, and an account seen in that span
+is judged as the previous owner would have judged it.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from streams.app import app, settings
 from streams.bundles import bundles, windows_partition
 from streams.deadletter import send_dead_letter
 from streams.errors import InvalidRecord
-from streams.restore import Marker
+from streams.restore import Marker, read_back
 from streams.topics import KIND_OF_TOPIC, deadletter_topic, inputs_topic, windows_topic
 from streams.validation import decode
 
@@ -60,6 +67,10 @@ agent_stream: Any = None
 #: each was assigned; and when the agent first handled a record at all (see quiet_seconds).
 owned: dict[Source, float] = {}
 first_handled_at: float | None = None
+#: Families whose extractor keeps state beyond a window (accounts' balances, OTP codes).
+STATEFUL = frozenset(kind for kind, family in FAMILIES.items() if family.extract is None)
+#: Sources whose extractor state was rebuilt since this worker took them (rebuild_state).
+rebuilt: set[Source] = set()
 
 
 def windows_for(source: Source) -> PartitionWindows:
@@ -159,6 +170,11 @@ async def ingest(stream: Any) -> None:
                 # again from the committed offset; counting it here would build state for a
                 # partition this worker no longer has (and count it twice if it came back).
                 continue
+            if kind in STATEFUL and source not in rebuilt:
+                rebuilt.add(source)
+                await rebuild_state(source, msg)
+                if source not in owned:  # revoked meanwhile
+                    continue
             # Handled from here: a counted record is added below with no await in between,
             # so the idle timer never sees it handled and not yet counted.
             handled_next[source] = msg.offset + 1
@@ -226,6 +242,50 @@ async def ingest(stream: Any) -> None:
                 await emit_closed(source, topic_name, closed, mine.closed_until_ms)
 
 
+async def rebuild_state(source: Source, msg: Any) -> None:
+    """Replay the history of ``source`` before ``msg`` (the first record this worker reads
+    of it, at the committed offset) into its extractor, counting nothing: the records of the
+    last ``RADAR_STATE_HISTORY_SECONDS`` before it by record timestamp.
+
+    Without it, a worker taking a partition over knew none of its accounts' balances and
+    none of its pending codes: a funded account reading 0 was not a violation, a code
+    requested before and delivered after was not counted. Records from the committed offset
+    on are the agent's own (counted, or replayed as ever when their window was sent), so
+    each record feeds the state once, in offset order. A failed read is logged and the
+    partition goes on with the state it has (empty), as before this existed.
+    """
+    kind, partition = source
+    horizon = settings.state_history_ms
+    if horizon <= 0 or msg.offset <= 0 or msg.timestamp is None:
+        return
+    t0 = time.monotonic()
+    since = round(msg.timestamp * 1000) - horizon
+    try:
+        history = await read_back(
+            settings.bootstrap_servers, msg.topic, partition, msg.offset, since
+        )
+    except Exception:
+        log.exception("could not read back %s[%d] before offset %d; its account and code "
+                      "state starts empty", msg.topic, partition, msg.offset)  # fmt: skip
+        return
+    if source not in owned:
+        return
+    extractor = extractor_for(source)
+    used = 0
+    for m in history:
+        try:
+            rec = decode(kind, m.value, max_bytes=settings.max_record_bytes)
+        except InvalidRecord:
+            continue  # dead-lettered when it was first read
+        for _update in extractor.updates(kind, rec):
+            pass
+        used += 1
+    log.info(
+        "rebuilt %s[%d] state from %d records before offset %d (its last %.0f s) in %.1f s",
+        msg.topic, partition, used, msg.offset, horizon / 1000, time.monotonic() - t0,
+    )  # fmt: skip
+
+
 def handled_until(source: Source, tp: Any, high: int | None, position: int | None) -> int | None:
     """The offset below which every record of the partition has been fetched *and handled*,
     if that reaches the high watermark of its last fetch; else None (the partition is behind).
@@ -282,6 +342,7 @@ async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any)
             windows.pop(source, None)
             extractors.pop(source, None)
             first_records.pop(source, None)
+            rebuilt.discard(source)
 
 
 @app.on_partitions_assigned.connect

@@ -23,7 +23,7 @@ from streams.broker import (
     true_end_offsets,
 )
 from streams.errors import BrokerError
-from streams.restore import read_topic
+from streams.restore import read_back, read_topic
 from tests.integration.conftest import ROOT
 
 
@@ -148,3 +148,32 @@ def test_a_topic_is_read_back_whole_or_from_given_offsets(broker: EmbeddedBroker
     assert (
         asyncio.run(read_topic([broker.bootstrap], "read-back", from_offsets={0: 5})).records == []
     )
+
+
+def test_a_partition_is_read_back_by_time_before_an_offset(broker: EmbeddedBroker) -> None:
+    """A worker taking a balances or OTP partition replays the records of the last
+    RADAR_STATE_HISTORY_SECONDS before the offset it resumes from: read backwards in growing
+    chunks (first 2,000 records, here 3) until one starts before that time."""
+    broker.create_topics(["history"], partitions=2)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, **PRODUCER_SETTINGS)
+    for i in range(40):  # partition 1: a record a second, with one out of order at offset 20
+        ts = 1_000_000 + (i if i != 20 else 3) * 1000
+        producer.send("history", value=b"%d" % i, partition=1, timestamp_ms=ts)
+    producer.send("history", value=b"other", partition=0, timestamp_ms=1_030_000)
+    producer.flush()
+    producer.close()
+
+    def back(before: int, since_ms: int, first_step: int = 3) -> list[int]:
+        got = asyncio.run(
+            read_back([broker.bootstrap], "history", 1, before, since_ms, first_step=first_step)
+        )
+        assert [m.offset for m in got] == sorted(m.offset for m in got)
+        return [m.offset for m in got]
+
+    # Before offset 35, since 1,010,000: offsets 10-34 but the out-of-order one (chunks of
+    # 3, 6, 12, 24 records: the last starts at offset 0, before that time).
+    assert back(35, 1_010_000) == [i for i in range(10, 35) if i != 20]
+    assert back(35, 1_010_000, first_step=2_000) == [i for i in range(10, 35) if i != 20]
+    assert back(35, 0) == list(range(35))  # the whole partition before it
+    assert back(35, 1_035_000) == []  # nothing that recent before offset 35
+    assert back(0, 0) == []  # nothing before the first record

@@ -26,6 +26,7 @@ OVERRIDES: dict[str, tuple[str, object]] = {
     "window_seconds": ("30.5", 30.5),
     "lateness_seconds": ("0", 0.0),
     "idle_seconds": ("2.25", 2.25),
+    "state_history_seconds": ("0", 0.0),
     "stale_seconds": ("42.5", 42.5),
     "max_lag": ("1234", 1234),
     "max_record_bytes": ("2048", 2048),
@@ -63,6 +64,7 @@ def test_defaults() -> None:
     assert s.create_topics is True and s.web_enabled is False
     assert (s.window_seconds, s.lateness_seconds, s.idle_seconds) == (10.0, 5.0, 5.0)
     assert (s.window_ms, s.lateness_ms) == (10_000, 5_000)
+    assert (s.state_history_seconds, s.state_history_ms) == (900.0, 900_000)
     assert s.max_record_bytes == 1_048_576
     assert s.source == "/outage-radar"
     assert s.bootstrap_servers == ["127.0.0.1:9092"]
@@ -196,6 +198,7 @@ def test_numbers_are_stripped() -> None:
         ("RADAR_WINDOW_SECONDS", "0"),
         ("RADAR_IDLE_SECONDS", "0"),
         ("RADAR_LATENESS_SECONDS", "-0.5"),
+        ("RADAR_STATE_HISTORY_SECONDS", "-1"),
         ("RADAR_MAX_RECORD_BYTES", "0"),
     ],
 )
