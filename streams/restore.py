@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -205,17 +205,21 @@ async def read_back(
     since_ms: int,
     timeout_s: float = 120.0,
     first_step: int = 2_000,
-) -> list[Any]:
+    slack_ms: int = 60_000,
+) -> AsyncGenerator[list[Any], None]:
     """The records of one partition below offset ``before`` whose timestamp is at least
-    ``since_ms``, in offset order (aiokafka ``ConsumerRecord``: ``offset``, ``timestamp``,
-    ``value``): the history a worker taking the partition over replays into its per-account
-    and per-code state (:mod:`streams.agents.ingest`).
+    ``since_ms``, in offset order, a fetched batch at a time (aiokafka ``ConsumerRecord``:
+    ``offset``, ``timestamp``, ``value``): the history a worker taking the partition over
+    replays into its per-account and per-code state (:mod:`streams.agents.ingest`).
 
     Kafka finds offsets by time only through ListOffsets, whose answers Tansu bends
-    (``../shared/TANSU.md``), so this reads backwards instead: ``first_step`` records before
-    ``before``, then twice as many before those, and so on, until a chunk starts older than
-    ``since_ms`` or the partition's first offset is reached. Raises :class:`RadarError` if
-    that takes more than ``timeout_s``.
+    (``../shared/TANSU.md``), so the first offset is searched for by reading one record here
+    and there: ``first_step`` records before ``before``, then twice as far back each time,
+    until a record is older than ``since_ms - slack_ms``; then by bisection, to within
+    ``first_step`` records. Timestamps may be out of order by up to ``slack_ms`` (records
+    arrive late by up to the lateness, seconds). From there the records are read forward,
+    so only one batch is held at a time. Raises :class:`RadarError` if that takes more than
+    ``timeout_s``.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -231,35 +235,72 @@ async def read_back(
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         low = (await consumer.beginning_offsets([tp])).get(tp) or 0
+        if before <= low:
+            return
         deadline = time.monotonic() + timeout_s
-        chunks: list[list[Any]] = []
-        end, step = before, first_step
-        while end > low:
-            start = max(low, end - step)
-            chunk = await _read_range(consumer, tp, start, end, deadline)
-            chunks.append(chunk)
-            if chunk and chunk[0].timestamp < since_ms:
-                break
-            end, step = start, step * 2
-        return [m for chunk in reversed(chunks) for m in chunk if m.timestamp >= since_ms]
+        reader = _Reader(consumer, tp, before, deadline)
+        start = await _first_offset(reader, low, since_ms - slack_ms, first_step)
+        async for batch in reader.forward(start):
+            kept = [m for m in batch if m.timestamp >= since_ms]
+            if kept:
+                yield kept
     finally:
         await consumer.stop()
 
 
-async def _read_range(consumer: Any, tp: Any, start: int, end: int, deadline: float) -> list[Any]:
-    """Records ``start <= offset < end`` of ``tp`` (a fetch may begin at an earlier offset:
-    Tansu answers with whole batches)."""
-    consumer.seek(tp, start)
-    out: list[Any] = []
-    while await consumer.position(tp) < end:
-        if time.monotonic() > deadline:
+async def _first_offset(reader: _Reader, low: int, target_ms: int, step: int) -> int:
+    """An offset at or before the first record of time ``target_ms`` (to within ``step``)."""
+    hi, gap = reader.end, step
+    while True:  # back in doubling steps, to a record older than the target
+        probe = max(low, hi - gap)
+        ts = await reader.timestamp_at(probe)
+        if ts is not None and ts < target_ms:
+            break
+        if probe == low:
+            return low
+        hi, gap = probe, gap * 2
+    lo = probe
+    while hi - lo > step:  # bisect: lo is older than the target, hi is not
+        mid = (lo + hi) // 2
+        ts = await reader.timestamp_at(mid)
+        if ts is not None and ts < target_ms:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+class _Reader:
+    """One partition below ``end``: the timestamp at an offset, or every record from one."""
+
+    def __init__(self, consumer: Any, tp: Any, end: int, deadline: float) -> None:
+        self.consumer, self.tp, self.end, self.deadline = consumer, tp, end, deadline
+
+    async def _fetch(self, start: int) -> list[Any]:
+        if time.monotonic() > self.deadline:
             raise RadarError(
-                f"could not read {tp.topic}[{tp.partition}] back from offset {start} to {end} "
-                "in time; check the broker, or lower RADAR_STATE_HISTORY_SECONDS"
+                f"could not read {self.tp.topic}[{self.tp.partition}] back to offset "
+                f"{self.end} in time; check the broker, or lower RADAR_STATE_HISTORY_SECONDS"
             )
-        batch = await consumer.getmany(tp, timeout_ms=200, max_records=10_000)
-        out.extend(m for m in batch.get(tp, ()) if start <= m.offset < end)
-    return out
+        batch = await self.consumer.getmany(self.tp, timeout_ms=200, max_records=10_000)
+        # A fetch may begin before ``start``: Tansu answers with whole batches.
+        return [m for m in batch.get(self.tp, ()) if start <= m.offset < self.end]
+
+    async def timestamp_at(self, offset: int) -> int | None:
+        """The timestamp of the first record at or after ``offset`` (None: none before end)."""
+        self.consumer.seek(self.tp, offset)
+        while await self.consumer.position(self.tp) < self.end:
+            got = await self._fetch(offset)
+            if got:
+                return int(got[0].timestamp)
+        return None
+
+    async def forward(self, start: int) -> AsyncIterator[list[Any]]:
+        self.consumer.seek(self.tp, start)
+        while await self.consumer.position(self.tp) < self.end:
+            got = await self._fetch(start)
+            if got:
+                yield got
 
 
 def _json(message: Any) -> Any:

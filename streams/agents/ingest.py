@@ -29,6 +29,7 @@ is judged as the previous owner would have judged it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -251,8 +252,9 @@ async def rebuild_state(source: Source, msg: Any) -> None:
     none of its pending codes: a funded account reading 0 was not a violation, a code
     requested before and delivered after was not counted. Records from the committed offset
     on are the agent's own (counted, or replayed as ever when their window was sent), so
-    each record feeds the state once, in offset order. A failed read is logged and the
-    partition goes on with the state it has (empty), as before this existed.
+    each record feeds the state once, in offset order. The history is read a batch at a time
+    (:func:`~streams.restore.read_back`), so it is never all in memory. A failed read is
+    logged and the partition goes on with the state replayed so far.
     """
     kind, partition = source
     horizon = settings.state_history_ms
@@ -260,26 +262,27 @@ async def rebuild_state(source: Source, msg: Any) -> None:
         return
     t0 = time.monotonic()
     since = round(msg.timestamp * 1000) - horizon
-    try:
-        history = await read_back(
-            settings.bootstrap_servers, msg.topic, partition, msg.offset, since
-        )
-    except Exception:
-        log.exception("could not read back %s[%d] before offset %d; its account and code "
-                      "state starts empty", msg.topic, partition, msg.offset)  # fmt: skip
-        return
-    if source not in owned:
-        return
     extractor = extractor_for(source)
     used = 0
-    for m in history:
-        try:
-            rec = decode(kind, m.value, max_bytes=settings.max_record_bytes)
-        except InvalidRecord:
-            continue  # dead-lettered when it was first read
-        for _update in extractor.updates(kind, rec):
-            pass
-        used += 1
+    history = read_back(settings.bootstrap_servers, msg.topic, partition, msg.offset, since)
+    try:
+        async with contextlib.aclosing(history):
+            async for batch in history:
+                if source not in owned:
+                    return  # revoked meanwhile: its next owner rebuilds it
+                for m in batch:
+                    try:
+                        rec = decode(kind, m.value, max_bytes=settings.max_record_bytes)
+                    except InvalidRecord:
+                        continue  # dead-lettered when it was first read
+                    for _update in extractor.updates(kind, rec):
+                        pass
+                    used += 1
+    except Exception:
+        log.exception("could not read back %s[%d] before offset %d; its account and code "
+                      "state holds the %d records replayed so far", msg.topic, partition,
+                      msg.offset, used)  # fmt: skip
+        return
     log.info(
         "rebuilt %s[%d] state from %d records before offset %d (its last %.0f s) in %.1f s",
         msg.topic, partition, used, msg.offset, horizon / 1000, time.monotonic() - t0,

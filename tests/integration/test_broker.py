@@ -152,8 +152,8 @@ def test_a_topic_is_read_back_whole_or_from_given_offsets(broker: EmbeddedBroker
 
 def test_a_partition_is_read_back_by_time_before_an_offset(broker: EmbeddedBroker) -> None:
     """A worker taking a balances or OTP partition replays the records of the last
-    RADAR_STATE_HISTORY_SECONDS before the offset it resumes from: read backwards in growing
-    chunks (first 2,000 records, here 3) until one starts before that time."""
+    RADAR_STATE_HISTORY_SECONDS before the offset it resumes from. The first offset is found
+    by probing back in doubling steps (first 2,000 records; here 3), then by bisection."""
     broker.create_topics(["history"], partitions=2)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, **PRODUCER_SETTINGS)
     for i in range(40):  # partition 1: a record a second, with one out of order at offset 20
@@ -163,17 +163,25 @@ def test_a_partition_is_read_back_by_time_before_an_offset(broker: EmbeddedBroke
     producer.flush()
     producer.close()
 
-    def back(before: int, since_ms: int, first_step: int = 3) -> list[int]:
-        got = asyncio.run(
-            read_back([broker.bootstrap], "history", 1, before, since_ms, first_step=first_step)
-        )
-        assert [m.offset for m in got] == sorted(m.offset for m in got)
-        return [m.offset for m in got]
+    def back(before: int, since_ms: int, first_step: int = 3, slack_ms: int = 5_000) -> list[int]:
+        async def read() -> list[list[int]]:
+            history = read_back(
+                [broker.bootstrap], "history", 1, before, since_ms,
+                first_step=first_step, slack_ms=slack_ms,
+            )  # fmt: skip
+            return [[m.offset for m in batch] async for batch in history]
 
-    # Before offset 35, since 1,010,000: offsets 10-34 but the out-of-order one (chunks of
-    # 3, 6, 12, 24 records: the last starts at offset 0, before that time).
-    assert back(35, 1_010_000) == [i for i in range(10, 35) if i != 20]
-    assert back(35, 1_010_000, first_step=2_000) == [i for i in range(10, 35) if i != 20]
+        batches = asyncio.run(read())
+        assert all(batches), "no empty batch"
+        offsets = [o for batch in batches for o in batch]
+        assert offsets == sorted(offsets)
+        return offsets
+
+    # Before offset 35, since 1,010,000: offsets 10-34 but the out-of-order one.
+    want = [i for i in range(10, 35) if i != 20]
+    assert back(35, 1_010_000) == want
+    assert back(35, 1_010_000, first_step=2_000) == want
+    assert back(35, 1_010_000, slack_ms=60_000) == want
     assert back(35, 0) == list(range(35))  # the whole partition before it
     assert back(35, 1_035_000) == []  # nothing that recent before offset 35
     assert back(0, 0) == []  # nothing before the first record

@@ -23,9 +23,11 @@ from tests.integration.conftest import Worker, consume, consume_windows
 T0 = 1_760_860_800_000  # 2025-10-19T08:00:00Z
 CUT = T0 + 180_000  # the first worker is killed once it has committed the records before this
 END = CUT + 60_000
+#: Windows up to here are compared; a record per partition after it closes them (no idle wait).
+CLOSE = END + 10_000
 PARTS = 4
 FUNDED = 40  # accounts funded in the first 40 s, reading 0 after the restart
-PENDING = 8  # codes requested 20 s before the cut, delivered 3 s after it
+PENDING = 8  # codes requested 25 s before the cut, delivered 2 s after it
 Rec = tuple[str, int, str, dict[str, Any]]  # (kind, partition, key, value)
 
 
@@ -54,18 +56,25 @@ def _traffic() -> list[Rec]:
         otp(ts, f"c{k}", k % PARTS, "requested")
         otp(ts + 1500, f"c{k}", k % PARTS, "delivered")
     for i in range(PENDING):
-        otp(CUT - 20_000 + i, f"p{i}", i % PARTS, "requested")
-        otp(CUT + 3000 + i, f"p{i}", i % PARTS, "delivered")
+        # 25 s before the cut: a window that closes without waiting for the idle rule (the
+        # partition's records are 8 s apart); delivered 27 s later, within the 30 s deadline.
+        otp(CUT - 25_000 + i, f"p{i}", i % PARTS, "requested")
+        otp(CUT + 2000 + i, f"p{i}", i % PARTS, "delivered")
+    for part in range(PARTS):  # the partitions' watermarks pass CLOSE: its windows close
+        bal(CLOSE + 10_000 + part, f"b{part}", part, 100.0)
+        otp(CLOSE + 10_000 + part, f"t{part}", part, "requested")
     out.sort(key=lambda item: item[0])
     return [rec for _, rec in out]
 
 
 def _reference(records: list[Rec]) -> Counter[tuple[str, str, int]]:
-    """What one worker counts reading every partition whole: an extractor per partition fed
-    in offset order (the worker's own code)."""
+    """What one worker counts in the windows before CLOSE reading every partition whole: an
+    extractor per partition fed in offset order (the worker's own code)."""
     extractors: dict[tuple[str, int], Extractor] = {}
     totals: Counter[tuple[str, str, int]] = Counter()
     for kind, part, _, value in records:
+        if value["event_time"] >= CLOSE:
+            continue
         ex = extractors.setdefault((kind, part), Extractor())
         for _service, key, index, amount in ex.updates(kind, value):
             totals[(kind, key, index)] += amount
@@ -104,7 +113,7 @@ def _kept(values: list[dict[str, Any]]) -> Counter[tuple[str, str, int]]:
     window and service: a re-sent one replaces the first)."""
     last: dict[tuple[Any, ...], dict[str, list[int]]] = {}
     for v in values:
-        if v["kind"] == "partial":
+        if v["kind"] == "partial" and v["window"] < CLOSE:
             last[(v["topic"], v["src"], v["window"], v["group"])] = v["segments"]
     totals: Counter[tuple[str, str, int]] = Counter()
     for (kind, *_), segments in last.items():
@@ -128,7 +137,7 @@ def _closed_until(values: list[dict[str, Any]]) -> dict[tuple[str, int], int]:
 def _closed_to_end(values: list[dict[str, Any]]) -> bool:
     until = _closed_until(values)
     ours = [(kind, p) for kind in ("balances", "otp") for p in range(PARTS)]
-    return all(until.get(source, 0) >= END for source in ours)
+    return all(until.get(source, 0) >= CLOSE for source in ours)
 
 
 @pytest.mark.parametrize("how", ["restart", "restart, no history", "second worker joins"])
