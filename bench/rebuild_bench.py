@@ -53,15 +53,25 @@ def publish(bootstrap: str, topic: str, lines: list[bytes]) -> int:
 
 
 def rebuild_once(bootstrap: str, kind: str, topic: str, end: int) -> tuple[int, float, float]:
-    """Read ``topic`` back from ``end`` (all of it) and replay it: (records, read s, replay s)."""
-    t0 = time.perf_counter()
-    history = asyncio.run(read_back([bootstrap], topic, 0, end, since_ms=0))
-    t1 = time.perf_counter()
+    """Read ``topic`` back from ``end`` (all of it) and replay it, batch by batch as the
+    worker does: (records, seconds reading, seconds replaying)."""
     extractor = Extractor()
-    for m in history:
-        for _update in extractor.updates(kind, decode(kind, m.value, max_bytes=1 << 20)):
-            pass
-    return len(history), t1 - t0, time.perf_counter() - t1
+    replay_s = 0.0
+    records = 0
+
+    async def run() -> None:
+        nonlocal replay_s, records
+        async for batch in read_back([bootstrap], topic, 0, end, since_ms=0):
+            t = time.perf_counter()
+            for m in batch:
+                for _update in extractor.updates(kind, decode(kind, m.value, max_bytes=1 << 20)):
+                    pass
+            replay_s += time.perf_counter() - t
+            records += len(batch)
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    return records, time.perf_counter() - t0 - replay_s, replay_s
 
 
 def main(argv: list[str] | None = None) -> int:

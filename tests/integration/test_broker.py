@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import signal
 import subprocess
 import sys
@@ -185,3 +186,18 @@ def test_a_partition_is_read_back_by_time_before_an_offset(broker: EmbeddedBroke
     assert back(35, 0) == list(range(35))  # the whole partition before it
     assert back(35, 1_035_000) == []  # nothing that recent before offset 35
     assert back(0, 0) == []  # nothing before the first record
+
+
+def test_the_rebuild_bench_replays_every_record_it_published(broker: EmbeddedBroker) -> None:
+    from bench.rebuild_bench import publish, rebuild_once
+
+    def line(i: int) -> bytes:
+        value = {"event_id": f"e{i}", "event_time": 1_760_860_800_000 + i, "service": "wallet",
+                 "kind": "read", "account_id": f"a{i % 7}", "balance": float(i % 3)}  # fmt: skip
+        return json.dumps({"timestamp": value["event_time"], "value": value}).encode()
+
+    lines = [line(i) for i in range(50)]
+    broker.create_topics(["bench-rebuild"], partitions=1)
+    assert publish(broker.bootstrap, "bench-rebuild", lines) == 50
+    records, read_s, replay_s = rebuild_once(broker.bootstrap, "balances", "bench-rebuild", 50)
+    assert records == 50 and read_s > 0 and replay_s > 0
