@@ -93,9 +93,9 @@ class Settings:
     #: ``RADAR_IDLE_SECONDS``: wall-clock seconds without records after which a partition stops
     #: holding back window completion (so one quiet partition cannot stall detection).
     idle_seconds: float = 5.0
-    #: ``RADAR_STATE_HISTORY_SECONDS``: event-time seconds of an input partition's history a
-    #: worker replays into its per-account balances and per-code OTP deadlines when it takes
-    #: the partition (at start-up or in a rebalance); 0: start that state empty.
+    #: ``RADAR_STATE_HISTORY_SECONDS``: seconds of a balances or OTP partition's history (by
+    #: record timestamp) a worker replays into its per-account balances and per-code OTP
+    #: deadlines when it takes the partition (at start-up or in a rebalance); 0: none.
     state_history_seconds: float = 900.0
     #: ``RADAR_STALE_SECONDS``: wall-clock seconds without records after which an input topic
     #: that delivered records before raises a "detector blind" incident.
