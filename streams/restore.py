@@ -139,16 +139,9 @@ async def read_topic(
     ``from_offsets`` (partition -> offset): read only those partitions, each from its offset.
     Raises :class:`RadarError` if the end is not reached within ``timeout_s``.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=list(bootstrap),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,  # Tansu answers long polls late (TANSU.md)
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
+    consumer = await _started_consumer(bootstrap)
     try:
         parts = consumer.partitions_for_topic(topic)
         if parts is None:
@@ -221,16 +214,9 @@ async def read_back(
     so only one batch is held at a time. Raises :class:`RadarError` if that takes more than
     ``timeout_s``.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=list(bootstrap),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=100,  # Tansu answers long polls late (TANSU.md)
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-    )
-    await consumer.start()
+    consumer = await _started_consumer(bootstrap)
     try:
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
@@ -301,6 +287,21 @@ class _Reader:
             got = await self._fetch(start)
             if got:
                 yield got
+
+
+async def _started_consumer(bootstrap: Sequence[str]) -> Any:
+    """A plain aiokafka consumer (no group: partitions are assigned), started."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=list(bootstrap),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,  # Tansu answers long polls late (TANSU.md)
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    return consumer
 
 
 def _json(message: Any) -> Any:
