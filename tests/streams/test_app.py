@@ -35,3 +35,27 @@ def test_acked_from_the_committed_offset_on_commits_up_to_the_first_gap() -> Non
     assert new_offset(100, list(range(100, 111))) == 111
     assert new_offset(100, [100, 101, 102, 105, 106]) == 103
     assert new_offset(None, [7, 8, 9]) == 10  # nothing committed yet: faust's own rule
+
+
+def test_with_the_web_server_off_the_monitor_keeps_no_per_record_figures() -> None:
+    """Faust's monitor counts every message and event for its web views only; without the
+    web server the worker runs a quiet one (faster), with it Faust's own."""
+    from faust.sensors.monitor import Monitor
+
+    from streams.app import QuietMonitor, monitor_for
+    from streams.settings import Settings
+
+    assert isinstance(monitor_for(Settings()), QuietMonitor)
+    assert monitor_for(Settings(web_enabled=True)) is None  # Faust's default monitor
+
+    def received_after_one_message(monitor: Monitor) -> int:
+        from faust.types import TP
+
+        tp = TP("logins", 0)
+        message = type("Message", (), {"tp": tp, "offset": 0, "timestamp": 0.0})()
+        monitor.on_message_in(tp, 0, message)
+        monitor.on_send_initiated(None, "topic", None, 1, 1)
+        return int(monitor.messages_received_total + monitor.messages_sent)
+
+    assert received_after_one_message(Monitor()) == 2  # what the quiet one leaves out
+    assert received_after_one_message(QuietMonitor()) == 0
