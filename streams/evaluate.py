@@ -292,13 +292,16 @@ def run(
 ) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
     """Run the detection path over ``source``: the columnar fast path
     (:func:`streams.fastload.run_fast`), which gives exactly what :func:`run_records` gives
-    (tested) at several times its speed; ``jobs`` processes read the files."""
+    (tested) at several times its speed; ``jobs`` processes read the files. The garbage
+    collector runs less often meanwhile (:func:`streams.gcwork.fewer_collections`)."""
     from streams.fastload import run_fast
+    from streams.gcwork import fewer_collections
 
-    return run_fast(
-        source, window_ms, lateness_ms, progress,
-        warm_start=warm_start, recorder=recorder, on_history=on_history, jobs=jobs,
-    )  # fmt: skip
+    with fewer_collections():  # see streams.gcwork: ~12 % of the run's time
+        return run_fast(
+            source, window_ms, lateness_ms, progress,
+            warm_start=warm_start, recorder=recorder, on_history=on_history, jobs=jobs,
+        )  # fmt: skip
 
 
 def run_records(

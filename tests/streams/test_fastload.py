@@ -439,3 +439,23 @@ def test_a_reading_process_that_dies_is_an_error_naming_its_files(
     monkeypatch.setattr(fastload, "_load_many", _die_in_child)
     with pytest.raises(RadarError, match=r"the process reading .*\.jsonl.* --jobs 1"):
         run_fast(tmp_path, W, LATE, progress=False, jobs=2)
+
+
+def test_files_are_shared_by_their_estimated_records_not_their_bytes(tmp_path: Path) -> None:
+    short = tmp_path / "balances.jsonl"  # 3,000 records of 21 bytes
+    short.write_bytes(b'{"short": "record"}\n\n' * 3000)
+    long = tmp_path / "transactions.jsonl"  # 1,000 records of 101 bytes: more bytes, less work
+    long.write_bytes((b'{"long": "' + b"x" * 88 + b'"}\n') * 1000)
+    packed = tmp_path / "otp.jsonl.gz"  # 2,000 records, uncompressed size from the trailer
+    packed.write_bytes(gzip.compress(b'{"otp": 1}\n' * 2000))
+    assert long.stat().st_size > short.stat().st_size
+    estimates = {p: fastload.records_estimate(p) for p in (short, long, packed)}
+    assert estimates[short] == pytest.approx(6000, rel=0.01)  # blank lines are lines too
+    assert estimates[long] == pytest.approx(1000, rel=0.01)
+    assert estimates[packed] == pytest.approx(2000, rel=0.01)
+    assert fastload.share_out(estimates, 2) == [[short], [packed, long]]
+    missing = tmp_path / "logins.jsonl"
+    assert fastload.records_estimate(missing) == 0.0  # reading it later reports the error
+    broken = tmp_path / "complaints.jsonl.gz"
+    broken.write_bytes(b"not gzip at all")
+    assert fastload.records_estimate(broken) == len(b"not gzip at all")
