@@ -671,14 +671,19 @@ def _load_counted(path: Path) -> _Loaded:
                    list(ids))  # fmt: skip
 
 
-def _adopt(loaded: _Loaded, cells: _Cells, ids: _Codes) -> FileBatch:
-    """The batch with its codes in the run's tables. Adopted in file order, a file's cells
-    and ids get the codes a single table filled file after file would have given them."""
+def _adopt(loaded: _Loaded, cells: _Cells, ids: dict[str, _Codes]) -> FileBatch:
+    """The batch with its codes in the run's tables (ids: one table per family). Adopted in
+    file order, a file's cells and ids get the codes a single table filled file after file
+    would have given them; the first file of a family keeps its own ids' codes."""
     counted = loaded.batch.counted
     if counted is not None:
         cell_map = np.array([cells.cell(f, k) for f, k in loaded.cells], dtype=np.int64)
         counted.cell = cell_map[counted.cell]
-        id_map = np.array([ids[v] for v in loaded.ids], dtype=np.int64)
+        table = ids.setdefault(loaded.batch.family, _Codes())
+        if not table:  # codes 0..n-1 in order of first appearance: the same in the run's table
+            table.update(zip(loaded.ids, range(len(loaded.ids)), strict=True))
+            return loaded.batch
+        id_map = np.array([table[v] for v in loaded.ids], dtype=np.int64)
         for name in ("account", "code"):
             local = getattr(counted, name)
             if local is not None:
@@ -863,7 +868,7 @@ def run_fast(
     if not files:
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
     cells = _Cells()
-    ids = _Codes()  # account ids (balances) and code ids (otp) -> dense codes
+    ids: dict[str, _Codes] = {}  # per family: account ids (balances), code ids (otp) -> codes
     batches = [_adopt(loaded, cells, ids) for loaded in load_counted(files, jobs)]
     merged = merge_order(batches)
     total = len(merged.timestamps)
@@ -926,7 +931,8 @@ def run_fast(
                 fast_g.append(merged.rank[merged.offsets[i] + b.fast_pos])
         slow_rows = slow_valid.get(family, [])
         if slow_rows:
-            parts.append(_count(family, _Rows([], [s[1] for s in slow_rows]), cells, ids))
+            table = ids.setdefault(family, _Codes())
+            parts.append(_count(family, _Rows([], [s[1] for s in slow_rows]), cells, table))
         if not parts:
             continue
         gidx = np.concatenate([*fast_g, np.array([s[0] for s in slow_rows], dtype=np.int64)])
@@ -942,7 +948,8 @@ def run_fast(
         elif family == "otp":
             order = np.argsort(gidx, kind="stable")
             deadlines = pipeline.extractor.otp
-            outcomes, outcome_cells = _otp_outcomes(counted, order, deadlines, ids, cells)
+            codes = ids.setdefault(family, _Codes())
+            outcomes, outcome_cells = _otp_outcomes(counted, order, deadlines, codes, cells)
             rec, counter, amount = _cat([(rec, counter, amount), outcomes])
             cell_of = np.concatenate([cell_of, outcome_cells])
         g_parts.append(gidx)

@@ -386,7 +386,8 @@ def test_files_read_in_processes_get_the_codes_of_one_shared_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each process counts with tables of its own; adopted in file order, every file's
-    cells, accounts and OTP codes get the codes one table filled file after file gives."""
+    cells, accounts and OTP codes get the codes one table (of cells; of ids, per family)
+    filled file after file gives."""
     generate(build_plan(scenario="shopee", seed=5, days=0.03, rate=10.0, onset_hour=0.2,
                         duration_minutes=10), tmp_path / "a")  # fmt: skip
     generate(build_plan(scenario="qiwi", seed=6, days=0.03, rate=10.0, onset_hour=0.2,
@@ -394,20 +395,25 @@ def test_files_read_in_processes_get_the_codes_of_one_shared_table(
     for path in (tmp_path / "b").iterdir():  # a second file per family: codes seen twice
         path.rename(tmp_path / "a" / f"{path.name.split('.')[0]}.2.jsonl")
     files = [p for p in traffic_files(tmp_path / "a") if not p.name.endswith(".json")]
-    cells, ids = fastload._Cells(), fastload._Codes()
+    cells, ids = fastload._Cells(), {family: fastload._Codes() for family in fastload.WINDOWED}
     expected = []
     for path in files:  # the reference: one table for every file, in file order
         batch = load_file(path)
         rows = fastload._Rows(batch.fast, [])
-        expected.append(fastload._count(batch.family, rows, cells, ids) if batch.fast else None)
+        table = ids.get(batch.family, fastload._Codes())
+        expected.append(fastload._count(batch.family, rows, cells, table) if batch.fast else None)
     sent = _in_processes(monkeypatch)
-    got_cells, got_ids = fastload._Cells(), fastload._Codes()
+    got_cells = fastload._Cells()
+    got_ids: dict[str, fastload._Codes] = {}
     batches = [
         fastload._adopt(loaded, got_cells, got_ids) for loaded in fastload.load_counted(files, 2)
     ]
     assert sent and len(sent) < len(files)  # both processes read files
     assert got_cells.keys == cells.keys and got_cells.family == cells.family
-    assert list(got_ids) == list(ids) and len(ids) > 100
+    assert {f: list(t) for f, t in got_ids.items() if t} == {
+        f: list(t) for f, t in ids.items() if t
+    }
+    assert len(ids["balances"]) > 100 and len(ids["otp"]) > 100
     for want, batch in zip(expected, batches, strict=True):
         if want is None:
             assert batch.counted is None
