@@ -45,6 +45,7 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -83,6 +84,7 @@ from streams.traffic import InvalidLine, TrafficRecord, from_line, traffic_files
 
 if TYPE_CHECKING:
     from streams.evaluate import History, RunStats
+    from streams.progress import Progress
     from streams.report import SeriesRecorder
 
 __all__ = ["default_jobs", "load_counted", "run_fast", "value_struct"]
@@ -269,16 +271,28 @@ def _exact_file(path: Path, family: str) -> FileBatch:
     return FileBatch(path, family, ts, slow=slow, errors=log.events)
 
 
-def load_file(path: Path) -> FileBatch:
-    """Decode one traffic file (see the module docstring for what is fast and what is not)."""
+#: Lines decoded between two progress notes while a file is read.
+PROGRESS_LINES = 50_000
+
+#: Told how many bytes (as stored, compressed or not) of the file being read are done.
+Note = Callable[[int], None]
+
+
+def _no_note(done: int) -> None:
+    """Progress that nobody follows."""
+
+
+def load_file(path: Path, note: Note = _no_note) -> FileBatch:
+    """Decode one traffic file (see the module docstring for what is fast and what is not);
+    ``note`` follows its progress, a share of its stored bytes every :data:`PROGRESS_LINES`
+    lines decoded."""
     family = path.name.split(".", 1)[0]
     decode = _decoder(family) if family in WINDOWED else None
     if decode is None:
         return _exact_file(path, family)
     try:
-        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else None
-        if data is None:
-            data = path.read_bytes()
+        stored = path.read_bytes()
+        data = gzip.decompress(stored) if path.name.endswith(".gz") else stored
         if not data.isascii():  # ASCII is UTF-8; decoding it all to check costs ~10 %
             data.decode("utf-8")
     except (OSError, EOFError, zlib.error, UnicodeDecodeError):
@@ -286,27 +300,39 @@ def load_file(path: Path) -> FileBatch:
     lines = data.split(b"\n")
     if lines and not lines[-1]:
         lines.pop()
+    size, n = len(stored), len(lines)
     if b"\\" not in data:
         try:
-            rows = [decode(line) for line in lines]
+            rows: list[Any] = []
+            for start in range(0, n, PROGRESS_LINES):
+                rows.extend(map(decode, lines[start : start + PROGRESS_LINES]))
+                note(size * min(n, start + PROGRESS_LINES) // n)
         except (msgspec.DecodeError, msgspec.ValidationError):
             pass
         else:
             ts = np.fromiter(map(attrgetter("timestamp"), rows), dtype=np.int64, count=len(rows))
             return FileBatch(path, family, ts, rows, np.arange(len(rows), dtype=np.int64))
-    return _mixed_file(path, family, data, lines, decode)
+    return _mixed_file(path, family, data, lines, decode, lambda i: note(size * i // n))
 
 
 def _mixed_file(
-    path: Path, family: str, data: bytes, lines: list[bytes], decode: Callable[[bytes], Any]
+    path: Path,
+    family: str,
+    data: bytes,
+    lines: list[bytes],
+    decode: Callable[[bytes], Any],
+    note: Note = _no_note,
 ) -> FileBatch:
     """Line by line: a line is fast if it decodes and holds no backslash; otherwise it is
-    read exactly as ``file_records`` reads it."""
+    read exactly as ``file_records`` reads it. ``note`` is told the lines done every
+    :data:`PROGRESS_LINES`."""
     batch = FileBatch(path, family)
     fast_pos: list[int] = []
     stamps: list[int] = []
     last = len(lines) - 1
     for number, line in enumerate(lines, 1):
+        if number % PROGRESS_LINES == 0:
+            note(number)
         if b"\\" not in line:
             try:
                 row = decode(line)
@@ -659,10 +685,10 @@ class _Loaded:
     ids: list[Any]
 
 
-def _load_counted(path: Path) -> _Loaded:
+def _load_counted(path: Path, note: Note = _no_note) -> _Loaded:
     """Decode and count one file (its decoded rows are not kept)."""
     cells, ids = _Cells(), _Codes()
-    batch = load_file(path)
+    batch = load_file(path, note)
     if batch.fast:
         batch.counted = _count(batch.family, _Rows(batch.fast, []), cells, ids)
         batch.fast = []
@@ -702,8 +728,48 @@ def default_jobs() -> int:
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
-def _load_many(paths: list[Path]) -> list[_Loaded]:
-    return [_load_counted(p) for p in paths]
+class _Tally:
+    """Bytes read so far by each reading process, one slot each, written by its owner only
+    (so without a lock); the calling process (slot 0) sums them for its progress report."""
+
+    def __init__(self, processes: int, report: Callable[[int], None] | None) -> None:
+        self.slots: Any = [0] * processes
+        if processes > 1:  # shared memory, inherited by the forked readers
+            import multiprocessing
+
+            self.slots = multiprocessing.get_context("fork").Array("q", processes, lock=False)
+        self.report = report
+
+    def set(self, slot: int, done: int) -> None:
+        # Never backwards: a file whose fast read failed part-way is read again line by line.
+        self.slots[slot] = max(self.slots[slot], done)
+        if slot == 0:
+            self.poll()
+
+    def poll(self) -> None:
+        if self.report is not None:
+            self.report(sum(self.slots))
+
+
+#: The tally of the files being read (set before the reading processes fork: they inherit it).
+_TALLY = _Tally(1, None)
+
+
+def _load_many(paths: list[Path], slot: int = 0) -> list[_Loaded]:
+    """Read and count ``paths`` in turn, telling slot ``slot`` of the tally the bytes done."""
+    tally = _TALLY
+    out: list[_Loaded] = []
+    base = 0
+    for path in paths:
+
+        def note(done: int, start: int = base) -> None:
+            tally.set(slot, start + done)
+
+        out.append(_load_counted(path, note))
+        with contextlib.suppress(OSError):  # reported by the read itself
+            base += path.stat().st_size
+        tally.set(slot, base)
+    return out
 
 
 #: Bytes read from the start of a file to estimate its records (:func:`records_estimate`).
@@ -763,36 +829,63 @@ def share_out(work: Mapping[Path, float], jobs: int) -> list[list[Path]]:
     return shares
 
 
-def load_counted(files: list[Path], jobs: int = 1) -> list[_Loaded]:
+def load_counted(
+    files: list[Path], jobs: int = 1, report: Callable[[int], None] | None = None
+) -> list[_Loaded]:
     """:func:`_load_counted` of every file, in file order: with ``jobs`` > 1 (and input worth
     it), the files shared by their estimated records (:func:`records_estimate`) between this
     process and ``jobs - 1`` forked ones, each reading its share as one task (a task's result
-    crosses a pipe once)."""
+    crosses a pipe once). ``report`` is told the bytes of all files read so far, now and then
+    (in this process), and their total at the end."""
+    global _TALLY
     sizes = {p: p.stat().st_size for p in files}
-    if jobs <= 1 or len(files) < 2 or sum(sizes.values()) < PARALLEL_MIN_BYTES:
-        return _load_many(files)
+    parallel = jobs > 1 and len(files) > 1 and sum(sizes.values()) >= PARALLEL_MIN_BYTES
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return _load_many(files)
+    if not parallel or "fork" not in multiprocessing.get_all_start_methods():
+        _TALLY = _Tally(1, report)
+        try:
+            return _load_many(files)
+        finally:
+            _TALLY = _Tally(1, None)
+    from concurrent.futures import ProcessPoolExecutor
+
     shares = share_out({p: records_estimate(p) for p in files}, jobs)
     out: dict[Path, _Loaded] = {}
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=len(shares) - 1, mp_context=context) as pool:
-        futures = [(share, pool.submit(_load_many, share)) for share in shares[1:]]
-        out.update(zip(shares[0], _load_many(shares[0]), strict=True))
-        for share, future in futures:
-            try:
-                out.update(zip(share, future.result(), strict=True))
-            except BrokenProcessPool as exc:
-                names = ", ".join(p.name for p in share)
-                raise RadarError(
-                    f"the process reading {names} stopped before it finished ({exc}); out of "
-                    "memory? Run again with --jobs 1: one process, one decoded file at a time"
-                ) from exc
+    _TALLY = _Tally(len(shares), report)
+    try:
+        with ProcessPoolExecutor(max_workers=len(shares) - 1, mp_context=context) as pool:
+            futures = [
+                (share, pool.submit(_load_many, share, slot))
+                for slot, share in enumerate(shares[1:], 1)
+            ]
+            out.update(zip(shares[0], _load_many(shares[0]), strict=True))
+            for share, future in futures:
+                out.update(zip(share, _result(future, _TALLY, share), strict=True))
+    finally:
+        _TALLY = _Tally(1, None)
     return [out[p] for p in files]
+
+
+def _result(future: Any, tally: _Tally, share: list[Path]) -> list[_Loaded]:
+    """The result of a reading process, reporting the progress of all of them meanwhile."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    while True:
+        try:
+            loaded: list[_Loaded] = future.result(timeout=0.25)
+        except TimeoutError:
+            tally.poll()
+            continue
+        except BrokenProcessPool as exc:
+            names = ", ".join(p.name for p in share)
+            raise RadarError(
+                f"the process reading {names} stopped before it finished ({exc}); out of "
+                "memory? Run again with --jobs 1: one process, one decoded file at a time"
+            ) from exc
+        tally.poll()
+        return loaded
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -869,7 +962,11 @@ def run_fast(
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
     cells = _Cells()
     ids: dict[str, _Codes] = {}  # per family: account ids (balances), code ids (otp) -> codes
-    batches = [_adopt(loaded, cells, ids) for loaded in load_counted(files, jobs)]
+    reading = _reading_progress(files) if progress else None
+    loaded = load_counted(files, jobs, reading[1] if reading else None)
+    if reading is not None:
+        reading[0].finish()
+    batches = [_adopt(one, cells, ids) for one in loaded]
     merged = merge_order(batches)
     total = len(merged.timestamps)
 
@@ -998,6 +1095,20 @@ def run_fast(
         recorder.finish()
     stats.seconds = time.perf_counter() - t0
     return pipeline, stats, errors
+
+
+def _reading_progress(files: list[Path]) -> tuple[Progress, Callable[[int], None]]:
+    """A progress report of the files' reading, in MB, and what to tell it the bytes read."""
+    from streams.progress import Progress
+
+    total = sum(p.stat().st_size for p in files)
+    bar = Progress("evaluate", unit="MB read")
+
+    def report(done: int) -> None:
+        bar.update(round(done / 1e6), lambda: f"{100 * done / max(total, 1):.0f} % of "
+                                              f"{total / 1e6:,.0f} MB")  # fmt: skip
+
+    return bar, report
 
 
 def _process(

@@ -431,10 +431,10 @@ _PARENT = os.getpid()
 _LOAD_MANY = fastload._load_many
 
 
-def _die_in_child(paths: list[Path]) -> list[Any]:
+def _die_in_child(paths: list[Path], slot: int = 0) -> list[Any]:
     if os.getpid() != _PARENT:
         os._exit(9)  # as if killed for memory
-    return _LOAD_MANY(paths)
+    return _LOAD_MANY(paths, slot)
 
 
 def test_a_reading_process_that_dies_is_an_error_naming_its_files(
@@ -465,3 +465,35 @@ def test_files_are_shared_by_their_estimated_records_not_their_bytes(tmp_path: P
     broken = tmp_path / "complaints.jsonl.gz"
     broken.write_bytes(b"not gzip at all")
     assert fastload.records_estimate(broken) == len(b"not gzip at all")
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_reading_reports_the_bytes_read_by_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    _edge_files(tmp_path)  # bad lines too: some files are read again line by line
+    sent = _in_processes(monkeypatch) if jobs > 1 else []
+    monkeypatch.setattr(fastload, "PROGRESS_LINES", 50)
+    files = [p for p in traffic_files(tmp_path) if not p.name.endswith(".json")]
+    told: list[int] = []
+    fastload.load_counted(files, jobs, told.append)
+    assert told[-1] == sum(p.stat().st_size for p in files)  # the other process's bytes too
+    assert told == sorted(told)  # never backwards
+    assert len(set(told)) > 2 * len(files)  # within files, not only at their ends
+    assert len(sent) >= 2 if jobs > 1 else not sent
+
+
+def test_evaluate_shows_its_reading_then_its_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams import progress
+
+    generate(build_plan(scenario="calm", seed=8, days=0.02, rate=10.0), tmp_path)
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)  # a line at every update
+    run_fast(tmp_path, W, LATE, progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    reading = [line for line in lines if " MB read, " in line]
+    total = sum(p.stat().st_size for p in traffic_files(tmp_path) if p.suffix == ".jsonl")
+    assert reading and reading[-1].endswith(f"100 % of {total / 1e6:,.0f} MB"), lines
+    windows = [i for i, line in enumerate(lines) if " windows, " in line]
+    assert windows and min(windows) > lines.index(reading[-1])
