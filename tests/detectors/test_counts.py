@@ -204,6 +204,41 @@ def test_silence_detector_judges_a_run_of_empty_windows() -> None:
     assert busy.explain({"t": 0, "count": 0}).silent_windows == 1
 
 
+class _HourLevelSilence(SilenceDetector):
+    """The silence detector as it was: the recent level alone, no short level."""
+
+    SHORT_LEVEL_FACTOR = 1.0  # the short level is the recent level
+
+
+def test_a_chance_gap_on_a_falling_first_evening_is_not_a_silence() -> None:
+    # A first day (no bucket has data yet), 10-second windows, the evening's traffic halving
+    # every 1.5 hours from 36 events a window: the hour's level lags it ~1.7 times above.
+    rng = np.random.default_rng(5)
+    start = 19 * HOUR_MS
+    evening = [
+        {"t": start + i * 10_000, "count": int(rng.poisson(36 * 0.5 ** (i / 540)))}
+        for i in range(1440)  # four hours: down to ~5.7 a window
+    ]
+    gap = [{"t": start + (1440 + i) * 10_000, "count": 0} for i in range(2)]
+    now, before = SilenceDetector(min_expected=20.0), _HourLevelSilence(min_expected=20.0)
+    assert feed(now, evening + gap) == []
+    assert feed(before, evening + gap) == gap[1:]  # the hour's level alone: 22 "expected"
+    assert now.short_level < 0.7 * now.recent_level
+    # The source really stops: the run of empty windows is an incident from its 4th window
+    # (~23 events expected of the last minutes' ~5.7 a window), and stays one.
+    stop = [{"t": start + (1442 + i) * 10_000, "count": 0} for i in range(6)]
+    assert feed(now, stop) == stop[1:]
+
+
+def test_a_state_saved_before_the_short_level_loads_with_the_recent_level() -> None:
+    detector = SilenceDetector(season="none")
+    feed(detector, flat(4, 100, 3.0))
+    state = json.loads(json.dumps(detector.state_dict()))
+    del state["short"]
+    restored = SilenceDetector.from_state(state)
+    assert restored.short_level == restored.recent_level == detector.recent_level
+
+
 def test_seasonal_count_has_no_run_and_silence_detector_ignores_surges() -> None:
     detector = SeasonalCount(window_ms=10_000, season="none")
     silence = SilenceDetector(season="none")
