@@ -201,6 +201,23 @@ def warm_start(
         replay.finish()
     finally:
         engine.observer = observer
+    return end_history(replay, before, first_ms, last_ms, manager)
+
+
+def end_history(
+    replay: OfflinePipeline,
+    windows_before: int,
+    first_ms: int | None,
+    last_ms: int | None,
+    manager: IncidentManager | None = None,
+) -> WarmStart:
+    """The end of a warm start: ``replay`` (a pipeline of its own around the engine to
+    pre-train) has run over the whole history, with the engine's observer off. Forgets what
+    :func:`warm_start` says is discarded, carries the maintenance windows into ``manager``
+    and reports what was learned (``first_ms``/``last_ms``: the history's first and latest
+    event times; ``windows_before``: the engine's ``windows_seen`` before the history).
+    Shared by :func:`warm_start` and readers that replay the history their own way."""
+    engine = replay.engine
     # Episodes end with the history; learned baselines stay.
     engine.lifecycles.clear()
     engine.open_level.clear()
@@ -216,7 +233,7 @@ def warm_start(
         engine=engine,
         events=replay.counted,
         late=replay.late,
-        windows=engine.windows_seen - before,
+        windows=engine.windows_seen - windows_before,
         first_ms=first_ms,
         last_ms=last_ms,
         incidents=len(replay.manager.incidents),

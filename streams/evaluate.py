@@ -8,7 +8,8 @@ is exactly::
     evaluate: detected=X/Y false_per_day=F median_delay_s=D cause_correct=C/Y events_per_s=R
 
 ``--warm-start HISTORY`` first replays earlier traffic files through the same detection path
-(:func:`detectors.pipeline.warm_start`) so the detectors judge the first windows of the input
+(what :func:`detectors.pipeline.warm_start` does, read by columns as the input is:
+:func:`streams.fastload.learn_fast`) so the detectors judge the first windows of the input
 against learned baselines; the history's incidents are not counted. ``--report DIR`` also writes
 a plot per labelled incident and per false incident, and ``DIR/index.md`` (see
 :mod:`streams.report`); without it, matplotlib is not even imported.
@@ -32,9 +33,9 @@ from faust.cli import AppCommand, option
 from detectors.engine import DetectionEngine
 from detectors.incidents import Incident, IncidentManager
 from detectors.pipeline import OfflinePipeline, WarmStart
-from detectors.pipeline import warm_start as pretrain
 from streams.app import app, settings
 from streams.errors import RadarError
+from streams.gcwork import fewer_collections
 from streams.progress import Progress
 from streams.replay import ErrorLog, file_records, merge_by_time
 from streams.schemas import validator
@@ -239,17 +240,31 @@ def warm_from(
         first = overlap.at_ms if stats.first_ms is None else stats.first_ms
         history_end = _last_timestamp(records, max(overlap.at_ms, stats.last_ms or 0))
         input_end = _last_timestamp(input_rest, input_first_ms)
-        raise RadarError(
-            f"--warm-start history {history} runs from {utc(first)} to {utc(history_end)}, "
-            f"but the input {input_source} runs from {utc(input_first_ms)} to {utc(input_end)}: "
-            "the history must end before the input starts (event time). Give history that "
-            f"ends before {utc(input_first_ms)} (e.g. `python -m streams record --until ...` or "
-            "`simulate --start ... --days ...` for an earlier span), or an input that starts "
-            f"after {utc(history_end)}"
+        raise overlap_error(
+            history, first, history_end, input_source, input_first_ms, input_end
         ) from None
     stats.seconds = time.perf_counter() - t0
     _check_learned(history, learned, stats, "--warm-start", "drop --warm-start")
     return History(history, stats, errors, learned)
+
+
+def overlap_error(
+    history: Path,
+    first: int | None,
+    history_end: int | None,
+    input_source: Path,
+    input_first: int | None,
+    input_end: int | None,
+) -> RadarError:
+    """The error of a ``--warm-start`` history that does not end before the input starts."""
+    return RadarError(
+        f"--warm-start history {history} runs from {utc(first)} to {utc(history_end)}, "
+        f"but the input {input_source} runs from {utc(input_first)} to {utc(input_end)}: "
+        "the history must end before the input starts (event time). Give history that "
+        f"ends before {utc(input_first)} (e.g. `python -m streams record --until ...` or "
+        "`simulate --start ... --days ...` for an earlier span), or an input that starts "
+        f"after {utc(history_end)}"
+    )
 
 
 def _check_learned(
@@ -266,17 +281,18 @@ def _check_learned(
 def learn_history(history: Path, engine: DetectionEngine, manager: IncidentManager,
                   lateness_ms: int) -> History:  # fmt: skip
     """The worker's warm start (``RADAR_WARM_START``): pre-train ``engine`` on the traffic files
-    of ``history``, read and validated as ``evaluate`` reads them; maintenance windows they
-    declare go to ``manager``. Raises :class:`RadarError` if there is nothing to learn."""
-    errors = ErrorLog()
-    stats = RunStats()
-    t0 = time.perf_counter()
-    learned = pretrain(
-        _validated(_records(history, errors), stats, errors), engine, lateness_ms, manager
+    of ``history``, read and validated as ``evaluate`` reads them (the columnar path,
+    :func:`streams.fastload.learn_fast`, with the default reading processes); maintenance
+    windows they declare go to ``manager``. Raises :class:`RadarError` if there is nothing to
+    learn."""
+    from streams.fastload import default_jobs, learn_fast
+
+    with fewer_collections():
+        learned = learn_fast(history, engine, manager, lateness_ms, jobs=default_jobs())
+    _check_learned(
+        history, learned.learned, learned.stats, "RADAR_WARM_START", "unset RADAR_WARM_START"
     )
-    stats.seconds = time.perf_counter() - t0
-    _check_learned(history, learned, stats, "RADAR_WARM_START", "unset RADAR_WARM_START")
-    return History(history, stats, errors, learned)
+    return learned
 
 
 def run(
@@ -295,7 +311,6 @@ def run(
     (tested) at several times its speed; ``jobs`` processes read the files. The garbage
     collector runs less often meanwhile (:func:`streams.gcwork.fewer_collections`)."""
     from streams.fastload import run_fast
-    from streams.gcwork import fewer_collections
 
     with fewer_collections():  # see streams.gcwork: ~12 % of the run's time
         return run_fast(
