@@ -1193,7 +1193,8 @@ def _detect(
     else:
         for _g, value in maintenance:
             pipeline.add("maintenance", value)
-    # The first and latest event times of the valid records, every family's.
+    # The event times of the valid records, every family's: (merged index, time) of the first
+    # one in merged order, and the latest time.
     stamped = [
         (g, value["event_time"])
         for kind, rows in slow_valid.items()
@@ -1201,11 +1202,13 @@ def _detect(
         for g, value in rows
         if isinstance(value.get("event_time"), int)
     ]
-    if count:
-        stamped += [(int(g_all[0]), int(t_all[0])), (int(g_all[-1]), int(t_all.max()))]
+    latest = [t for _g, t in stamped]
+    if count:  # g_all is in merged order
+        stamped.append((int(g_all[0]), int(t_all[0])))
+        latest.append(int(t_all.max()))
     if not stamped:
         return None, None
-    return min(stamped)[1], max(t for _g, t in stamped)
+    return min(stamped)[1], max(latest)
 
 
 def _reading_progress(files: list[Path]) -> tuple[Progress, Callable[[int], None]]:
