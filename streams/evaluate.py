@@ -288,7 +288,9 @@ def learn_history(history: Path, engine: DetectionEngine, manager: IncidentManag
     from streams.fastload import default_jobs, learn_fast
 
     with fewer_collections():
-        learned = learn_fast(history, engine, manager, lateness_ms, jobs=default_jobs())
+        learned = learn_fast(
+            history, engine, manager, lateness_ms, jobs=default_jobs(), progress=True
+        )
     _check_learned(
         history, learned.learned, learned.stats, "RADAR_WARM_START", "unset RADAR_WARM_START"
     )

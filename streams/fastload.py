@@ -88,7 +88,15 @@ if TYPE_CHECKING:
     from streams.progress import Progress
     from streams.report import SeriesRecorder
 
-__all__ = ["default_jobs", "load_counted", "run_fast", "value_struct"]
+__all__ = [
+    "default_jobs",
+    "learn_fast",
+    "load_counted",
+    "records_estimate",
+    "run_fast",
+    "share_out",
+    "value_struct",
+]
 
 #: Families counted into windows (the others, maintenance and feedback, are few).
 WINDOWED: tuple[str, ...] = tuple(FAMILIES)
@@ -952,16 +960,16 @@ def run_fast(
     engine = DetectionEngine(window_ms, observer=recorder)
     pipeline = OfflinePipeline(window_ms, lateness_ms, engine=engine)
     t0 = time.perf_counter()
-    data = _read(source, jobs, progress)
+    data = _read(source, jobs, "evaluate" if progress else None)
     if warm_start is not None:
         t_warm = time.perf_counter()
-        history = _warm(warm_start, pipeline, source, data.merged.timestamps, jobs)
+        history = _warm(warm_start, pipeline, source, data.merged.timestamps, jobs, progress)
         if on_history is not None:
             on_history(history)
         t0 += time.perf_counter() - t_warm
     if recorder is not None:
         recorder.follow(pipeline.updates)
-    _detect(data, pipeline, progress)
+    _detect(data, pipeline, "evaluate" if progress else None)
     if recorder is not None:
         recorder.finish()
     data.stats.seconds = time.perf_counter() - t0
@@ -974,25 +982,31 @@ def learn_fast(
     manager: IncidentManager | None,
     lateness_ms: int,
     jobs: int = 1,
+    progress: bool = False,
 ) -> History:
     """:func:`detectors.pipeline.warm_start` on the traffic files of ``history``, read as
     :func:`run_fast` reads its input: the same learned state as the per-record replay
-    (tested), several times faster. Maintenance declared in the history goes to
-    ``manager``."""
+    (tested). Maintenance declared in the history goes to ``manager``. With ``progress``,
+    the reading and the windows are shown on stderr as ``warm start: ...``."""
     t0 = time.perf_counter()
-    data = _read(history, jobs, progress=False)
-    return _learn(data, history, engine, manager, lateness_ms, t0)
+    data = _read(history, jobs, "warm start" if progress else None)
+    return _learn(data, history, engine, manager, lateness_ms, t0, progress)
 
 
 def _warm(
-    history: Path, pipeline: OfflinePipeline, source: Path, input_times: np.ndarray, jobs: int
+    history: Path,
+    pipeline: OfflinePipeline,
+    source: Path,
+    input_times: np.ndarray,
+    jobs: int,
+    progress: bool,
 ) -> History:
     """:func:`streams.evaluate.warm_from`, fast: the history must end before the input starts
     (record timestamps), else the same :class:`RadarError` with both ranges."""
     from streams.evaluate import _check_learned, overlap_error
 
     t0 = time.perf_counter()
-    data = _read(history, jobs, progress=False)
+    data = _read(history, jobs, "warm start" if progress else None)
     times = data.merged.timestamps
     if len(input_times) and len(times) and int(times.max()) >= int(input_times[0]):
         input_first = int(input_times[0])
@@ -1002,7 +1016,8 @@ def _warm(
         raise overlap_error(
             history, first, int(times.max()), source, input_first, int(input_times.max())
         )
-    learned = _learn(data, history, pipeline.engine, pipeline.manager, pipeline.lateness_ms, t0)
+    engine, manager = pipeline.engine, pipeline.manager
+    learned = _learn(data, history, engine, manager, pipeline.lateness_ms, t0, progress)
     _check_learned(history, learned.learned, learned.stats, "--warm-start", "drop --warm-start")
     return learned
 
@@ -1014,6 +1029,7 @@ def _learn(
     manager: IncidentManager | None,
     lateness_ms: int,
     t0: float,
+    progress: bool,
 ) -> History:
     """The warm start on read history: a replay pipeline of its own around ``engine``, the
     engine's observer off meanwhile, then :func:`detectors.pipeline.end_history`."""
@@ -1023,7 +1039,7 @@ def _learn(
     observer, engine.observer = engine.observer, None
     before = engine.windows_seen
     try:
-        first_ms, last_ms = _detect(data, replay, progress=False)
+        first_ms, last_ms = _detect(data, replay, "warm start" if progress else None)
     finally:
         engine.observer = observer
     learned = end_history(replay, before, first_ms, last_ms, manager)
@@ -1047,9 +1063,9 @@ class _Read:
     stats: RunStats
 
 
-def _read(source: Path, jobs: int, progress: bool) -> _Read:
+def _read(source: Path, jobs: int, label: str | None) -> _Read:
     """Read, decode, count and validate the traffic files of ``source`` (see the module
-    docstring)."""
+    docstring), the reading shown on stderr as ``label: ...`` (None: not shown)."""
     from fastjsonschema import JsonSchemaValueException
 
     from streams.evaluate import RunStats
@@ -1061,7 +1077,7 @@ def _read(source: Path, jobs: int, progress: bool) -> _Read:
         raise RadarError(f"{source} holds no traffic file of an input topic ({INPUT_TOPICS})")
     cells = _Cells()
     ids: dict[str, _Codes] = {}  # per family: account ids (balances), code ids (otp) -> codes
-    reading = _reading_progress(files) if progress else None
+    reading = _reading_progress(files, label) if label is not None else None
     loaded = load_counted(files, jobs, reading[1] if reading else None)
     if reading is not None:
         reading[0].finish()
@@ -1108,11 +1124,12 @@ def _read(source: Path, jobs: int, progress: bool) -> _Read:
 
 
 def _detect(
-    data: _Read, pipeline: OfflinePipeline, progress: bool
+    data: _Read, pipeline: OfflinePipeline, label: str | None
 ) -> tuple[int | None, int | None]:
     """Count the valid records of ``data`` into windows and run ``pipeline``'s engine and
     manager on them, as adding them one by one and finishing would; returns the event time
-    of the first valid record (in merged order) and the latest one (None without any)."""
+    of the first valid record (in merged order) and the latest one (None without any). The
+    windows judged are shown on stderr as ``label: ...`` (None: not shown)."""
     from streams.progress import Progress
 
     batches, merged, cells, ids = data.batches, data.merged, data.cells, data.ids
@@ -1177,7 +1194,7 @@ def _detect(
         starts, first_row = np.unique(wc.window, return_index=True)
         close_at = columnar.close_points(t_all, starts, window_ms, lateness_ms)
         close_g = [int(g_all[c]) if c < count else total for c in close_at.tolist()]
-        bar = Progress("evaluate", unit="windows") if progress else None
+        bar = Progress(label, unit="windows") if label is not None else None
         _process(pipeline, cells, wc, starts, first_row, close_g, maintenance, bar)
         n_late = int(late.sum())
         pipeline.late = n_late
@@ -1211,12 +1228,12 @@ def _detect(
     return min(stamped)[1], max(latest)
 
 
-def _reading_progress(files: list[Path]) -> tuple[Progress, Callable[[int], None]]:
+def _reading_progress(files: list[Path], label: str) -> tuple[Progress, Callable[[int], None]]:
     """A progress report of the files' reading, in MB, and what to tell it the bytes read."""
     from streams.progress import Progress
 
     total = sum(p.stat().st_size for p in files)
-    bar = Progress("evaluate", unit="MB read")
+    bar = Progress(label, unit="MB read")
 
     def report(done: int) -> None:
         bar.update(round(done / 1e6), lambda: f"{100 * done / max(total, 1):.0f} % of "

@@ -497,3 +497,22 @@ def test_evaluate_shows_its_reading_then_its_windows(
     assert reading and reading[-1].endswith(f"100 % of {total / 1e6:,.0f} MB"), lines
     windows = [i for i, line in enumerate(lines) if " windows, " in line]
     assert windows and min(windows) > lines.index(reading[-1])
+
+
+def test_a_warm_start_shows_its_own_reading_and_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams import progress
+
+    history, source = tmp_path / "history", tmp_path / "input"
+    generate(build_plan(scenario="calm", seed=8, days=0.02, rate=10.0), history)
+    generate(build_plan(scenario="calm", seed=9, days=0.02, rate=10.0,
+                        start="2025-10-19T01:00:00Z"), source)  # fmt: skip
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    run_fast(source, W, LATE, progress=True, warm_start=history)
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("warm start: ") and " MB read, " in line for line in lines)
+    assert any(line.startswith("warm start: ") and " windows, " in line for line in lines)
+    assert any(line.startswith("evaluate: ") and " windows, " in line for line in lines)
+    run_fast(source, W, LATE, progress=False, warm_start=history)
+    assert capsys.readouterr().err == ""
