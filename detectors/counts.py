@@ -806,7 +806,10 @@ class SilenceDetector(SeasonalCount):
     (`silence_run=True`): a partner sending 2 events a window is flagged once about 12 events
     were expected and none came, while a quiet segment expecting 1 event is not flagged for one
     empty window. `min_ratio` defaults to 10: a drop to a tenth of the expected count (or less)
-    counts; a mere halving is `SeasonalCount`'s business.
+    counts; a mere halving is `SeasonalCount`'s business. Where the recent level enters the
+    expected count (a bucket's first visits), the lower of it and the short level (the last
+    `half_life / SHORT_LEVEL_FACTOR` windows, 10 minutes by default) is used: a silence is
+    judged against what was just being sent, not against an hour's level that lags a fall.
 
     When it works and when it fails: as `SeasonalCount` (in particular there is no cold-start
     rule: a silence needs a baseline; and the pipeline must feed windows with a count of 0, since

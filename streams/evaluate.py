@@ -314,7 +314,7 @@ def run(
     collector runs less often meanwhile (:func:`streams.gcwork.fewer_collections`)."""
     from streams.fastload import run_fast
 
-    with fewer_collections():  # see streams.gcwork: ~12 % of the run's time
+    with fewer_collections():  # see streams.gcwork for what it saves
         return run_fast(
             source, window_ms, lateness_ms, progress,
             warm_start=warm_start, recorder=recorder, on_history=on_history, jobs=jobs,
