@@ -90,7 +90,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "default_jobs",
-    "learn_fast",
     "load_counted",
     "records_estimate",
     "run_fast",
@@ -955,8 +954,9 @@ def run_fast(
 ) -> tuple[OfflinePipeline, RunStats, ErrorLog]:
     """:func:`streams.evaluate.run`, fast: the same pipeline state, incidents, stats and
     errors. ``stats.seconds`` covers reading, decoding, counting and detection (not the
-    warm start, as in ``run``). The warm start's history is read the same way
-    (:func:`learn_fast`)."""
+    warm start, as in ``run``). The warm start's history is read the same way (:func:`_warm`):
+    the same learned state as the per-record replay (tested), with the history's columns in
+    memory until it is learned."""
     engine = DetectionEngine(window_ms, observer=recorder)
     pipeline = OfflinePipeline(window_ms, lateness_ms, engine=engine)
     t0 = time.perf_counter()
@@ -974,23 +974,6 @@ def run_fast(
         recorder.finish()
     data.stats.seconds = time.perf_counter() - t0
     return pipeline, data.stats, data.errors
-
-
-def learn_fast(
-    history: Path,
-    engine: DetectionEngine,
-    manager: IncidentManager | None,
-    lateness_ms: int,
-    jobs: int = 1,
-    progress: bool = False,
-) -> History:
-    """:func:`detectors.pipeline.warm_start` on the traffic files of ``history``, read as
-    :func:`run_fast` reads its input: the same learned state as the per-record replay
-    (tested). Maintenance declared in the history goes to ``manager``. With ``progress``,
-    the reading and the windows are shown on stderr as ``warm start: ...``."""
-    t0 = time.perf_counter()
-    data = _read(history, jobs, "warm start" if progress else None)
-    return _learn(data, history, engine, manager, lateness_ms, t0, progress)
 
 
 def _warm(
