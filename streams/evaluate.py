@@ -292,13 +292,29 @@ def learn_history(history: Path, engine: DetectionEngine, manager: IncidentManag
     errors = ErrorLog()
     stats = RunStats()
     t0 = time.perf_counter()
+    bar = Progress("warm start", unit="records")
     with fewer_collections():
         learned = pretrain(
-            _validated(_records(history, errors), stats, errors), engine, lateness_ms, manager
-        )
+            _validated(_shown(_records(history, errors), bar), stats, errors),
+            engine, lateness_ms, manager,
+        )  # fmt: skip
+    bar.finish()
     stats.seconds = time.perf_counter() - t0
     _check_learned(history, learned, stats, "RADAR_WARM_START", "unset RADAR_WARM_START")
     return History(history, stats, errors, learned)
+
+
+#: Records between two counts told to a record-by-record progress report.
+SHOW_EVERY = 10_000
+
+
+def _shown(records: Iterable[TrafficRecord], bar: Progress) -> Iterator[TrafficRecord]:
+    """``records``, their count told to ``bar`` every :data:`SHOW_EVERY`."""
+    every = SHOW_EVERY
+    for n, record in enumerate(records, 1):
+        if n % every == 0:
+            bar.update(n)
+        yield record
 
 
 def run(

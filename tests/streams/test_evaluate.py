@@ -273,6 +273,10 @@ def test_worker_warm_start_pretrains_the_detection_agent(
         Segment("wallet", "region", "north"),
     )
     assert not north.warm
+    from streams import evaluate, progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)  # a progress line at every count
+    monkeypatch.setattr(evaluate, "SHOW_EVERY", 100)
     warm_start_worker(str(traffic["root"] / "history"))
     events = len((traffic["root"] / "history" / "logins.jsonl").read_text().splitlines())
     assert engine.windows_seen == 540 and north.warm
@@ -280,6 +284,7 @@ def test_worker_warm_start_pretrains_the_detection_agent(
     assert engine.lifecycles == {} and manager.incidents == []
     err = capsys.readouterr().err
     assert f"warm start: learned {events} history events in 540 windows" in err
+    assert "warm start: 100 records, " in err and events > 200  # progress while it learns
 
 
 def test_worker_warm_start_without_valid_history_says_so(tmp_path: Path) -> None:
