@@ -12,6 +12,14 @@ run the records, the read and the replay time, then the median (as measured 2026
 
 With ``RADAR_STATE_HISTORY_SECONDS`` of history at ``R`` records/s on a partition, a worker
 spends about ``history * R / records_per_s`` seconds per partition it takes.
+
+Before the history, a worker reads the balances partition's accounts back from the account
+state topic (``RADAR_ACCOUNT_STATE``). The bench publishes the messages the worker sends for
+the data set's balances (each account when first seen or when its funded status flips) into
+a one-partition topic and ``K`` times reads them back into a fresh extractor
+(:func:`streams.restore.read_accounts`, then ``recall``), printed before the last line::
+
+    accounts: accounts=111374 seconds=1.0 accounts_per_s=110000 (median of 3, range ...)
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from bench.harness import say
 from bench.stats import median, spread
 from detectors.signals import Extractor
 from streams.broker import PRODUCER_SETTINGS, EmbeddedBroker
-from streams.restore import read_back
+from streams.restore import account_message, read_accounts, read_back
 from streams.validation import decode
 
 KINDS = ("balances", "otp")
@@ -74,6 +82,40 @@ def rebuild_once(bootstrap: str, kind: str, topic: str, end: int) -> tuple[int, 
     return records, time.perf_counter() - t0 - replay_s, replay_s
 
 
+def publish_accounts(bootstrap: str, topic: str, lines: list[bytes]) -> int:
+    """The account state messages a worker sends for these balances traffic lines, into
+    partition 0 of ``topic``; returns how many."""
+    extractor = Extractor(track_accounts=True)
+    for line in lines:
+        for _update in extractor.updates("balances", json.loads(line)["value"]):
+            pass
+    changed = extractor.balances.take_changed()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **PRODUCER_SETTINGS)
+    try:
+        for account, balance in changed.items():
+            value = json.dumps(account_message(account, balance)).encode()
+            producer.send(topic, key=account.encode(), value=value, partition=0)
+        producer.flush()
+    finally:
+        producer.close()
+    return len(changed)
+
+
+def recall_once(bootstrap: str, topic: str) -> tuple[int, float]:
+    """Read partition 0 of the account state ``topic`` back into a fresh extractor:
+    (accounts recalled, seconds)."""
+    extractor = Extractor()
+
+    async def run() -> None:
+        async for batch in read_accounts([bootstrap], topic, 0):
+            for account, balance in batch:
+                extractor.balances.recall(account, balance)
+
+    t0 = time.perf_counter()
+    asyncio.run(run())
+    return len(extractor.balances), time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench.worker_bench import add_data_arguments, apply_quick
 
@@ -106,8 +148,23 @@ def main(argv: list[str] | None = None) -> int:
                     records += n
                     seconds += read_s + replay_s
                 totals.append((records, seconds))
+            lines = (data.directory / "balances.jsonl").read_bytes().splitlines()
+            broker.create_topics(["rebuild-accounts"], partitions=1)
+            sent = publish_accounts(broker.bootstrap, "rebuild-accounts", lines)
+            recalls: list[tuple[int, float]] = []
+            for run in range(args.runs):
+                n, seconds = recall_once(broker.bootstrap, "rebuild-accounts")
+                say(f"  run {run + 1}/{args.runs} accounts: {n:,} of {sent:,} recalled in "
+                    f"{seconds:.2f} s")  # fmt: skip
+                recalls.append((n, seconds))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    per_s = [n / s for n, s in recalls]
+    print(
+        f"accounts: accounts={recalls[0][0]} seconds={median(s for _, s in recalls):.1f} "
+        f"accounts_per_s={median(per_s):.0f} ({spread(per_s)})",
+        flush=True,
+    )
     rates = [n / s for n, s in totals]
     print(
         f"rebuild: records={totals[0][0]} seconds={median(s for _, s in totals):.1f} "

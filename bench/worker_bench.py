@@ -3,8 +3,8 @@
 ``python -m bench.worker_bench [--events N] [--runs K] [--quick]`` generates a data set
 (:mod:`bench.dataset`: the simulator's mix of every input topic), preloads it into the input
 topics of a fresh embedded broker, and runs ``python -m streams worker`` ``K`` times on it, each
-run with its own consumer group (``RADAR_APP_ID``) and its own windows, incidents and dead-letter
-topics, so every run reads the same records from offset 0. It prints the median::
+run with its own consumer group (``RADAR_APP_ID``) and its own windows, account state, incidents
+and dead-letter topics, so every run reads the same records from offset 0. It prints the median::
 
     worker: events=400024 runs=3 seconds=8.1 events_per_s=49400 (range 47000..51200)
 
@@ -111,6 +111,8 @@ def worker_env(loaded: Loaded, app_id: str, commit_interval: float) -> dict[str,
             "RADAR_TOPIC_INCIDENTS": f"{app_id}-incidents",
             "RADAR_TOPIC_DEADLETTER": f"{app_id}-deadletter",
             "RADAR_TOPIC_WINDOWS": f"{app_id}-windows",
+            # Its own account state too: another run's would tell it every account at once.
+            "RADAR_TOPIC_ACCOUNT_STATE": f"{app_id}-account-state",
             # Faust's own setting (not ours): commit often, so the end is seen promptly.
             "BROKER_COMMIT_INTERVAL": str(commit_interval),
         }

@@ -215,11 +215,34 @@ class AccountBalances:
     fault (MoMo, 19 October). Only accounts seen before can be judged; a forgotten or new
     account reading 0 is not a violation. Balances are keyed by account on the topic, so each
     account's events meet in one partition and this state is exact per partition.
+
+    With ``track=True`` it also notes, for whoever persists the state (the worker's account
+    state topic), each account it first learns of and each whose funded status (balance > 0)
+    flips: :meth:`take_changed`. Only funded or not matters to the invariant, so a balance
+    that moves and stays positive is not noted. :meth:`recall` puts a persisted balance back.
+
+    >>> state = AccountBalances(track=True)
+    >>> [u[2] for u in state.observe({"service": "wallet", "kind": "read", "account_id": "a",
+    ...                                "balance": 5000.0})]  # counters: reads
+    [0]
+    >>> state.take_changed()
+    {'a': 5000.0}
+    >>> _ = list(state.observe({"service": "wallet", "kind": "read", "account_id": "a",
+    ...                         "balance": 4200.0}))
+    >>> state.take_changed()  # still funded: nothing to persist
+    {}
+    >>> fresh = AccountBalances()
+    >>> fresh.recall("a", 5000.0)
+    >>> [u[2] for u in fresh.observe({"service": "wallet", "kind": "read", "account_id": "a",
+    ...                               "balance": 0})]  # reads, zero_unexplained
+    [0, 2]
     """
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 1_000_000, track: bool = False) -> None:
         self.capacity = capacity
         self._last: OrderedDict[str, float] = OrderedDict()
+        #: Accounts new or flipped since the last take_changed (None: not tracked).
+        self._changed: dict[str, float] | None = {} if track else None
 
     def __len__(self) -> int:
         return len(self._last)
@@ -249,7 +272,28 @@ class AccountBalances:
             if kind == "bank_link_removed" and r.get("initiated_by") != "user":
                 yield service, key, _BAL["link_removed_not_user"], 1
 
+    def take_changed(self) -> dict[str, float]:
+        """Accounts first seen, or whose funded status flipped, since the last call, with
+        their balance then (in the order they changed); empty when not tracking."""
+        changed = self._changed
+        if not changed:
+            return {}
+        self._changed = {}
+        return changed
+
+    def recall(self, account: str, balance: float) -> None:
+        """Put back a balance persisted earlier (not noted as a change)."""
+        self._store(account, balance)
+
     def _remember(self, account: str, balance: float) -> None:
+        if self._changed is not None:
+            before = self._last.get(account)
+            if before is None or (before > 0) != (balance > 0):
+                self._changed.pop(account, None)  # re-inserted last: the order they changed
+                self._changed[account] = balance
+        self._store(account, balance)
+
+    def _store(self, account: str, balance: float) -> None:
         self._last[account] = balance
         self._last.move_to_end(account)
         if len(self._last) > self.capacity:
@@ -307,8 +351,8 @@ FAMILIES: dict[str, Family] = {
 class Extractor:
     """Validated record of a family -> updates, with the state some families need."""
 
-    def __init__(self, account_capacity: int = 1_000_000) -> None:
-        self.balances = AccountBalances(account_capacity)
+    def __init__(self, account_capacity: int = 1_000_000, track_accounts: bool = False) -> None:
+        self.balances = AccountBalances(account_capacity, track=track_accounts)
         self.otp: OtpDeadlines[str, tuple[str, str]] = OtpDeadlines()
 
     def updates(self, family: str, record: Mapping[str, Any]) -> Iterator[Update]:

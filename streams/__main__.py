@@ -53,6 +53,7 @@ def prepare_worker() -> None:
             settings.topics.all().values(),
             partitions=settings.partitions,
             replication=settings.replication,
+            topic_configs=settings.topics.configs(),
         )
     except Exception as exc:  # kafka-python's errors, translated at this boundary
         raise BrokerError(

@@ -242,8 +242,12 @@ def create_topics(
     partitions: int = 4,
     replication: int = 1,
     configs: Mapping[str, str] | None = None,
+    topic_configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the names it created."""
+    """Create the topics that do not exist yet; returns the names it created.
+
+    ``configs`` apply to every topic created, ``topic_configs`` (name -> configs) to one each.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -254,7 +258,12 @@ def create_topics(
         wanted = [n for n in dict.fromkeys(names) if n not in existing]
         if wanted:
             new = [
-                NewTopic(n, partitions, replication, topic_configs=dict(configs or {}))
+                NewTopic(
+                    n,
+                    partitions,
+                    replication,
+                    topic_configs={**(configs or {}), **(topic_configs or {}).get(n, {})},
+                )
                 for n in wanted
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won

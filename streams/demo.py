@@ -144,7 +144,8 @@ def run_demo(
         # taken, e.g. by a worker the user runs already.
         env["RADAR_WEB_PORT"] = str(free_port())
         settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("RADAR_")})
-        create_topics(broker.bootstrap, settings.topics.all().values(), settings.partitions)
+        create_topics(broker.bootstrap, settings.topics.all().values(), settings.partitions,
+                      topic_configs=settings.topics.configs())  # fmt: skip
         try:
             worker_log = open(os.path.join(data, "worker.log"), "wb")  # noqa: SIM115
             worker = subprocess.Popen(

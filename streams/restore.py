@@ -27,11 +27,13 @@ meanwhile (:func:`streams.agents.detection.catch_up`).
 
 Input partitions are read back too, by time (:func:`read_back`): the balances and OTP records
 of the last ``RADAR_STATE_HISTORY_SECONDS`` before the offset stage 1 resumes from rebuild its
-per-account and per-code state (:func:`streams.agents.ingest.rebuild_state`).
+per-account and per-code state (:func:`streams.agents.ingest.rebuild_state`), after the
+accounts stage 1 kept on the account state topic (:func:`read_accounts`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -143,11 +145,7 @@ async def read_topic(
 
     consumer = await _started_consumer(bootstrap)
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            # Metadata for a topic not seen yet: ask once, then give up (nothing to read).
-            await consumer._client.force_metadata_update()  # no public call for this
-            parts = consumer.partitions_for_topic(topic) or set()
+        parts = await _partitions(consumer, topic)
         if from_offsets is not None:
             parts = {p for p in parts if p in from_offsets}
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -186,6 +184,79 @@ async def read_topic(
         end_of = {tp.partition: ends[tp] for tp in tps}
         records = [r for p in sorted(end_of) for r in by_partition[p] if r.offset < end_of[p]]
         return TopicLog(records, end_of)
+    finally:
+        await consumer.stop()
+
+
+def account_message(account: str, balance: float) -> dict[str, Any]:
+    """The account state topic's message (JSON) of one account, as :func:`read_accounts`
+    reads it back; its key is the account id.
+
+    >>> account_message("a0392666", 2540000.0)
+    {'account': 'a0392666', 'balance': 2540000.0}
+    """
+    return {"account": account, "balance": balance}
+
+
+class NoSuchPartition(RadarError):
+    """The topic lacks the partition asked for."""
+
+
+async def _partitions(consumer: Any, topic: str) -> set[int]:
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        # Metadata for a topic not seen yet: ask once, then give up (nothing to read).
+        await consumer._client.force_metadata_update()  # no public call for this
+        parts = consumer.partitions_for_topic(topic)
+    return set(parts or ())
+
+
+async def read_accounts(
+    bootstrap: Sequence[str], topic: str, partition: int, timeout_s: float = 120.0
+) -> AsyncGenerator[list[tuple[str, float]], None]:
+    """What the account state topic holds for one balances partition, a fetched batch at a
+    time (so it is never all in memory): ``(account, balance)`` in offset order (a later one
+    for an account replaces an earlier one), up to the end the partition had when first
+    fetched. A message that is not ``{"account": str, "balance": number}`` is skipped.
+
+    Raises :class:`NoSuchPartition` if the topic has no such partition, :class:`RadarError`
+    if the end is not reached within ``timeout_s``.
+    """
+    from aiokafka import TopicPartition
+
+    consumer = await _started_consumer(bootstrap)
+    try:
+        parts = await _partitions(consumer, topic)
+        if partition not in parts:
+            raise NoSuchPartition(f"{topic} has no partition {partition} (it has {len(parts)})")
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        deadline = time.monotonic() + timeout_s
+        end: int | None = None
+        while end is None or await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise RadarError(
+                    f"could not read {topic}[{partition}] to its end ({end}) within "
+                    f"{timeout_s:.0f} s; check the broker"
+                )
+            batch = await consumer.getmany(tp, timeout_ms=200, max_records=10_000)
+            if end is None:
+                end = consumer.highwater(tp)  # set by the first fetch answered
+            accounts = []
+            for m in batch.get(tp, ()):
+                value = _json(m) if end is None or m.offset < end else None
+                if not isinstance(value, dict):
+                    continue
+                account, balance = value.get("account"), value.get("balance")
+                if (
+                    isinstance(account, str)
+                    and isinstance(balance, int | float)
+                    and not isinstance(balance, bool)  # JSON true is no balance
+                ):
+                    accounts.append((account, float(balance)))
+            if accounts:
+                yield accounts
     finally:
         await consumer.stop()
 
@@ -301,6 +372,10 @@ async def _started_consumer(bootstrap: Sequence[str]) -> Any:
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
+    # aiokafka 0.14: the consumer's committed-offsets routine (a task made by start) must have
+    # run once before stop cancels it, or stop raises CancelledError (a consumer stopped with
+    # no await in between: a topic or partition found missing).
+    await asyncio.sleep(0)
     return consumer
 
 

@@ -54,6 +54,9 @@ class Topics:
     deadletter: str = "deadletter"
     #: Internal: per-window partial aggregates, partitioned by service (stage 1 -> stage 2).
     windows: str = "radar-windows"
+    #: Internal, compacted: each account's balance when the worker first learned it or its
+    #: funded status flipped, on the partition of its balances record (stage 1's own log).
+    account_state: str = "radar-account-state"
 
     def inputs(self) -> dict[str, str]:
         """Input kind -> topic name."""
@@ -61,6 +64,14 @@ class Topics:
 
     def all(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Topic name -> the configs it is created with, for those that need any.
+
+        >>> Topics().configs()
+        {'radar-account-state': {'cleanup.policy': 'compact'}}
+        """
+        return {self.account_state: {"cleanup.policy": "compact"}}
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,11 @@ class Settings:
     #: record timestamp) a worker replays into its per-account balances and per-code OTP
     #: deadlines when it takes the partition (at start-up or in a rebalance); 0: none.
     state_history_seconds: float = 900.0
+    #: ``RADAR_ACCOUNT_STATE``: keep every account's funded status on the account state topic
+    #: (a message when an account is first seen or flips between funded and not), and read a
+    #: balances partition's back when taking it over, before its history: so an account last
+    #: seen before that history is still known. false: the history alone.
+    account_state: bool = True
     #: ``RADAR_STALE_SECONDS``: wall-clock seconds without records after which an input topic
     #: that delivered records before raises a "detector blind" incident.
     stale_seconds: float = 300.0

@@ -23,6 +23,14 @@ windows_topic = app.topic(
     settings.topics.windows, key_serializer="raw", value_serializer="json", internal=True
 )
 
+#: Internal, compacted: each account's balance when stage 1 first learned it or its funded
+#: status flipped, keyed by account, on the partition of its balances record
+#: (:func:`streams.agents.ingest.publish_accounts`); read back by a worker taking the
+#: balances partition over (:func:`streams.agents.ingest.rebuild_state`).
+account_state_topic = app.topic(
+    settings.topics.account_state, key_serializer="raw", value_serializer="json", internal=True
+)
+
 #: Outputs: JSON (CloudEvents incidents keyed by dedup key; dead letters keyed as the input).
 incidents_topic = app.topic(
     settings.topics.incidents, key_serializer="raw", value_serializer="json"

@@ -24,12 +24,16 @@ balance and each code's pending deadline (:class:`~detectors.signals.Extractor`)
 that takes such a partition, at start-up or in a rebalance, first replays the partition's
 last ``RADAR_STATE_HISTORY_SECONDS`` of records before the offset it resumes from into that
 state (:func:`rebuild_state`): they are not counted again, and an account seen in that span
-is judged as the previous owner would have judged it.
+is judged as the previous owner would have judged it. Accounts seen before that span are kept
+on the account state topic (``RADAR_ACCOUNT_STATE``): each account's balance when it was first
+seen or its funded status flipped, on its balances partition (:func:`publish_accounts`), read
+back before the history (:func:`recall_accounts`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -45,8 +49,20 @@ from streams.app import app, settings
 from streams.bundles import bundles, windows_partition
 from streams.deadletter import send_dead_letter
 from streams.errors import InvalidRecord
-from streams.restore import Marker, read_back
-from streams.topics import KIND_OF_TOPIC, deadletter_topic, inputs_topic, windows_topic
+from streams.restore import (
+    Marker,
+    NoSuchPartition,
+    account_message,
+    read_accounts,
+    read_back,
+)
+from streams.topics import (
+    KIND_OF_TOPIC,
+    account_state_topic,
+    deadletter_topic,
+    inputs_topic,
+    windows_topic,
+)
 from streams.validation import decode
 
 log = logging.getLogger(__name__)
@@ -72,6 +88,8 @@ first_handled_at: float | None = None
 STATEFUL = frozenset(kind for kind, family in FAMILIES.items() if family.extract is None)
 #: Sources whose extractor state was rebuilt since this worker took them (rebuild_state).
 rebuilt: set[Source] = set()
+#: Balances sources whose account state cannot be kept (no such account state partition).
+unkept: set[Source] = set()
 
 
 def windows_for(source: Source) -> PartitionWindows:
@@ -89,8 +107,73 @@ def extractor_for(source: Source) -> Extractor:
     # Balances are keyed by account, so an account's history is in one partition's state.
     ex = extractors.get(source)
     if ex is None:
-        ex = extractors[source] = Extractor()
+        track = settings.account_state and source[0] == "balances"
+        ex = extractors[source] = Extractor(track_accounts=track)
     return ex
+
+
+async def publish_accounts(source: Source) -> None:
+    """Send the accounts of a balances partition first seen, or whose funded status flipped,
+    since the last call to the account state topic: keyed by account (compaction keeps each
+    account's last), on the partition of the balances record, so that the partition's next
+    owner reads just its own accounts back (:func:`recall_accounts`).
+
+    Sent at the end of each batch: Faust commits acked offsets on its own clock, so a crash
+    may lose the last batch's changes with its offsets committed. Those are records of the
+    last moments, which the next owner replays from the history (``RADAR_STATE_HISTORY_SECONDS``)
+    anyway.
+    """
+    ex = extractors.get(source)
+    if ex is None:
+        return
+    changed = ex.balances.take_changed()
+    if not changed or source in unkept:
+        return
+    # Faust's producer itself, not Topic.send: a message per account (100,321 for the bench
+    # data set's balances) cost the worker 12 % of its throughput through Topic.send.
+    producer, topic = await app.maybe_start_producer(), account_state_topic.get_topic_name()
+    for account, balance in changed.items():
+        value = json.dumps(account_message(account, balance)).encode()
+        await producer.send(topic, account.encode(), value, source[1], None, None)
+
+
+async def recall_accounts(source: Source, extractor: Extractor) -> None:
+    """Put the accounts the account state topic holds for this balances partition back into
+    its extractor, before the partition's history is replayed over them.
+
+    The topic must have the balances topic's partitions (it is created with
+    ``RADAR_PARTITIONS``, as the inputs are); a partition it lacks is logged as an error and
+    the partition's account state is not kept (the history alone, as with
+    ``RADAR_ACCOUNT_STATE=false``). Read a batch at a time: the extractor keeps the most
+    recent accounts up to its capacity. A failed read is logged and the partition goes on
+    with the accounts recalled so far and the history.
+    """
+    partition = source[1]
+    topic = account_state_topic.get_topic_name()
+    t0 = time.monotonic()
+    recalled = 0
+    try:
+        batches = read_accounts(settings.bootstrap_servers, topic, partition)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                if source not in owned:
+                    return  # revoked meanwhile: its next owner reads them
+                for account, balance in batch:
+                    extractor.balances.recall(account, balance)
+                recalled += len(batch)
+    except NoSuchPartition as exc:
+        unkept.add(source)
+        log.error("cannot keep the account state of balances[%d]: %s; its accounts are known "
+                  "from the history alone; recreate %s with as many partitions as the "
+                  "balances topic", partition, exc, topic)  # fmt: skip
+        return
+    except Exception:
+        log.exception("could not read the account state of balances[%d] from %s; it goes on "
+                      "with the %d accounts recalled so far and the history", partition, topic,
+                      recalled)  # fmt: skip
+        return
+    log.info("recalled %d accounts of balances[%d] from %s in %.1f s", recalled, partition,
+             topic, time.monotonic() - t0)  # fmt: skip
 
 
 def partition_count(topic_name: str) -> int:
@@ -231,6 +314,8 @@ async def ingest(stream: Any) -> None:
                 await send_dead_letter(deadletter_topic, event, "internal", reason)
             if not held:
                 await stream.ack(event)
+        for source in [s for s in extractors if s[0] == "balances"]:
+            await publish_accounts(source)
         now = time.monotonic()
         for source, topic_name in touched.items():
             mine = windows.get(source)
@@ -257,12 +342,14 @@ async def rebuild_state(source: Source, msg: Any) -> None:
     logged and the partition goes on with the state replayed so far.
     """
     kind, partition = source
+    extractor = extractor_for(source)
+    if kind == "balances" and settings.account_state:
+        await recall_accounts(source, extractor)
     horizon = settings.state_history_ms
     if horizon <= 0 or msg.offset <= 0 or msg.timestamp is None:
         return
     t0 = time.monotonic()
     since = round(msg.timestamp * 1000) - horizon
-    extractor = extractor_for(source)
     used = 0
     history = read_back(settings.bootstrap_servers, msg.topic, partition, msg.offset, since)
     try:
@@ -339,6 +426,11 @@ async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any)
         kind = KIND_OF_TOPIC.get(tp.topic)
         if kind is not None:
             source = (kind, tp.partition)
+            try:
+                await publish_accounts(source)
+            except Exception:  # the next owner replays the partition's history anyway
+                log.exception("could not send the account state of %s[%d] before giving "
+                              "it away", tp.topic, tp.partition)  # fmt: skip
             owned.pop(source, None)
             last_seen.pop(source, None)
             handled_next.pop(source, None)
@@ -346,6 +438,7 @@ async def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any)
             extractors.pop(source, None)
             first_records.pop(source, None)
             rebuilt.discard(source)
+            unkept.discard(source)
 
 
 @app.on_partitions_assigned.connect

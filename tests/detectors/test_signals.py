@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.signals import _OTP, OTP_DEADLINE_MS, SEP, Extractor, OtpDeadlines
+from detectors.signals import (
+    _OTP,
+    BALANCE_COUNTERS,
+    OTP_DEADLINE_MS,
+    SEP,
+    AccountBalances,
+    Extractor,
+    OtpDeadlines,
+)
 
 D = OTP_DEADLINE_MS
 
@@ -119,3 +127,60 @@ def test_the_extractor_counts_the_stage_then_the_outcomes_it_decides() -> None:
     # A viettel record past b's deadline decides b, in b's (mobifone) cell.
     got = list(ex.updates("otp", _otp(D, "requested", "c")))
     assert got == [("wallet", x, _OTP["requested"], 1), ("wallet", y, _OTP["not_in_time"], 1)]
+
+
+# ------------------------------------------------------------------- persisted account state
+
+
+def _bal(account: str, balance: float | None, kind: str = "read") -> dict[str, Any]:
+    rec: dict[str, Any] = {"service": "wallet", "kind": kind, "account_id": account}
+    if balance is not None:
+        rec["balance"] = balance
+    return rec
+
+
+def _zero_reads(state: AccountBalances, records: list[dict[str, Any]]) -> int:
+    zero = BALANCE_COUNTERS.index("zero_unexplained")
+    return sum(u[2] == zero for r in records for u in state.observe(r))
+
+
+def test_tracked_accounts_are_new_ones_and_funded_flips_in_the_order_they_changed() -> None:
+    state = AccountBalances(track=True)
+    _zero_reads(state, [_bal("a", 10.0), _bal("b", 0.0), _bal("a", 7.5), _bal("c", None)])
+    assert state.take_changed() == {"a": 10.0, "b": 0.0}  # c: no balance, nothing known
+    assert state.take_changed() == {}
+    _zero_reads(state, [_bal("b", 3.0, "change"), _bal("a", 0.0, "change"), _bal("b", 4.0)])
+    assert list(state.take_changed().items()) == [("b", 3.0), ("a", 0.0)]
+    # A zero read of a funded account is the fault, not a new balance: nothing to persist.
+    assert _zero_reads(state, [_bal("b", 0.0)]) == 1
+    assert state.take_changed() == {}
+
+
+def test_an_account_flipping_back_is_noted_once_at_its_latest_balance() -> None:
+    state = AccountBalances(track=True)
+    _zero_reads(state, [_bal("a", 10.0), _bal("z", 1.0)])
+    state.take_changed()
+    _zero_reads(
+        state, [_bal("a", 0.0, "change"), _bal("z", 0.0, "change"), _bal("a", 2.0, "change")]
+    )
+    assert list(state.take_changed().items()) == [("z", 0.0), ("a", 2.0)]
+
+
+def test_untracked_state_notes_nothing() -> None:
+    state = AccountBalances()
+    _zero_reads(state, [_bal("a", 10.0), _bal("a", 0.0, "change")])
+    assert state.take_changed() == {}
+
+
+def test_recalled_balances_judge_zero_reads_as_the_live_state_would() -> None:
+    """Replaying the noted changes into a fresh state gives the same judgements later."""
+    live = AccountBalances(track=True)
+    first = [_bal(f"a{i}", float(i % 3)) for i in range(30)]
+    first += [_bal(f"a{i}", float(i % 2), "change") for i in range(0, 30, 4)]
+    _zero_reads(live, first)
+    restored = AccountBalances()
+    for account, balance in live.take_changed().items():
+        restored.recall(account, balance)
+    assert restored.take_changed() == {}
+    later = [_bal(f"a{i}", 0.0) for i in range(30)]
+    assert _zero_reads(restored, later) == _zero_reads(live, later) > 0

@@ -423,6 +423,9 @@ def test_topics_service_creates_exactly_the_topics_of_the_settings(tmp_path: Pat
             f"{topic}: {c.get('--partitions')} partitions, workers expect {settings.partitions}"
         )
         assert c.get("--replication-factor") == str(settings.replication), topic
+        configs = settings.topics.configs().get(str(topic), {})
+        wanted = ",".join(f"{k}={v}" for k, v in configs.items()) or None
+        assert c.get("--config") == wanted, f"{topic}: --config {c.get('--config')}, not {wanted}"
 
 
 def test_topics_partitions_default_to_four() -> None:

@@ -1,12 +1,14 @@
-"""A worker taking over balances and OTP partitions replays their recent history into its
-per-account and per-code state (RADAR_STATE_HISTORY_SECONDS), so it counts what one worker
-reading the whole stream counts: a funded account reading 0 after the restart is a violation,
-a code requested before it and delivered after is delivered in time."""
+"""A worker taking over balances and OTP partitions reads back their accounts' funded status
+(RADAR_ACCOUNT_STATE) and replays their recent history into its per-account and per-code state
+(RADAR_STATE_HISTORY_SECONDS), so it counts what one worker reading the whole stream counts: a
+funded account reading 0 after the restart is a violation, even when its funding is older
+than the history; a code requested before it and delivered after is delivered in time."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -140,16 +142,31 @@ def _closed_to_end(values: list[dict[str, Any]]) -> bool:
     return all(until.get(source, 0) >= CLOSE for source in ours)
 
 
-@pytest.mark.parametrize("how", ["restart", "restart, no history", "second worker joins"])
+#: how -> (RADAR_STATE_HISTORY_SECONDS, RADAR_ACCOUNT_STATE) of the worker that takes over.
+#: A minute of history reaches back past the pending codes' requests (25 s before the cut) but
+#: not to the funding reads (140 s and more before it).
+HOW = {
+    "restart": ("900", "true"),
+    "restart, no history nor account state": ("0", "false"),
+    "restart, a minute of history": ("60", "true"),
+    "restart, a minute of history, no account state": ("60", "false"),
+    "second worker joins": ("900", "true"),
+}
+
+
+@pytest.mark.parametrize("how", list(HOW))
 def test_a_worker_taking_partitions_over_counts_what_one_uninterrupted_worker_counts(
     broker: EmbeddedBroker, start_worker: Callable[..., Worker], how: str
 ) -> None:
     """Once the first worker has committed past the funding reads and the pending codes'
     requests, it is killed and a new one started (restart), or a second one joins (the
-    partitions move in a rebalance), and the rest is produced. With the default history the
-    counts are the uninterrupted worker's. Without (the behaviour before it existed), the
-    control: the zero reads and in-time deliveries that need the earlier records are
-    missing, so this data does test that state."""
+    partitions move in a rebalance), and the rest is produced. With the account state, the
+    counts are the uninterrupted worker's, with the default history or a minute of it.
+    Without either (the behaviour before they existed), the control: the zero reads and
+    in-time deliveries that need the earlier records are missing, so this data does test
+    that state; with a minute of history and no account state, the zero reads alone are
+    missing, so the funding reads are older than that minute."""
+    history, account_state = HOW[how]
     records = _traffic()
     before = [r for r in records if r[3]["event_time"] < CUT]
     after = [r for r in records if r[3]["event_time"] >= CUT]
@@ -168,8 +185,9 @@ def test_a_worker_taking_partitions_over_counts_what_one_uninterrupted_worker_co
         assert first.process is not None
         os.killpg(first.process.pid, signal.SIGKILL)  # no shutdown, no final commit
         first.process.wait(10)
-    history = "0" if how == "restart, no history" else "900"
-    second = start_worker(RADAR_STATE_HISTORY_SECONDS=history, **idle)
+    second = start_worker(
+        RADAR_STATE_HISTORY_SECONDS=history, RADAR_ACCOUNT_STATE=account_state, **idle
+    )
     _produce(broker.bootstrap, topics, after)
     values = consume_windows(broker.bootstrap, first.settings.topics.windows, _closed_to_end, 120)
     log = second.log()
@@ -182,13 +200,21 @@ def test_a_worker_taking_partitions_over_counts_what_one_uninterrupted_worker_co
     in_time_counter = FAMILIES["otp"].counters.index("in_time")
     in_time = ("otp", SEP.join(("wallet", "viettel", "infobip")), in_time_counter)
     assert want[zero] == FUNDED and want[in_time] > PENDING  # the reference sees them
-    if history == "0":
-        assert " state from " not in log
+    if account_state == "false":
+        assert " accounts of balances[" not in log
         assert got[zero] == 0, log[-3000:]
-        assert got[in_time] <= want[in_time] - PENDING, log[-3000:]
+        if history == "0":
+            assert " state from " not in log
+            assert got[in_time] <= want[in_time] - PENDING, log[-3000:]
+        else:
+            assert got[in_time] == want[in_time], log[-3000:]
         return
-    if how == "restart":
+    if how.startswith("restart"):
         assert log.count(" state from ") >= 2 * PARTS, log[-3000:]  # every partition
+        recalled = re.findall(r"recalled (\d+) accounts of balances\[(\d)\]", log)
+        assert {int(p) for _, p in recalled} == set(range(PARTS)), log[-3000:]
+        # The funded accounts and the busy ones, each sent once when first seen.
+        assert sum(int(n) for n, _ in recalled) >= FUNDED + 8, recalled
     else:  # each worker rebuilt the partitions it was given
         assert " state from " in log and " state from " in first.log(), log[-3000:]
     diff = {k: (want[k], got[k]) for k in set(want) | set(got) if want[k] != got[k]}

@@ -27,6 +27,7 @@ OVERRIDES: dict[str, tuple[str, object]] = {
     "lateness_seconds": ("0", 0.0),
     "idle_seconds": ("2.25", 2.25),
     "state_history_seconds": ("0", 0.0),
+    "account_state": ("false", False),
     "stale_seconds": ("42.5", 42.5),
     "max_lag": ("1234", 1234),
     "max_record_bytes": ("2048", 2048),
@@ -73,7 +74,9 @@ def test_defaults() -> None:
         "incidents": "incidents",
         "deadletter": "deadletter",
         "windows": "radar-windows",
+        "account_state": "radar-account-state",
     }
+    assert s.account_state is True
     assert list(s.topics.inputs()) == list(INPUT_TOPICS)
 
 
