@@ -314,7 +314,8 @@ def test_bad_and_unusual_records_same_as_per_record_path(
 def test_balances_beyond_capacity_replayed_record_by_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Extractor.__init__, "__defaults__", (40,))
+    defaults = Extractor.__init__.__defaults__ or ()
+    monkeypatch.setattr(Extractor.__init__, "__defaults__", (40, *defaults[1:]))  # capacity 40
     _edge_files(tmp_path)
     _assert_same(tmp_path, monkeypatch)
 
