@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,12 +14,13 @@ import pytest
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from detectors.signals import SEP
+from detectors.signals import BALANCE_COUNTERS, SEP, Extractor
 from detectors.windows import ClosedWindow, PartitionWindows
 from streams.agents import ingest
 from streams.agents.ingest import emit_closed, forget_revoked, quiet_seconds
 from streams.bundles import unbundle, windows_partition
-from streams.restore import Marker
+from streams.errors import RadarError
+from streams.restore import Marker, NoSuchPartition
 from streams.topics import KIND_OF_TOPIC
 
 
@@ -255,3 +257,112 @@ def test_a_partition_revoked_under_the_quiet_timer_does_not_crash_the_worker(
     asyncio.run(asyncio.wait_for(inspect.unwrap(ingest.advance_quiet_partitions)(), 10))
     assert asyncio.run(ingest.high_and_position(kept)) == (10, 10)
     assert asyncio.run(ingest.high_and_position(gone)) is None
+
+
+# ------------------------------------------------------------------------- the account state
+
+
+class _Producer:
+    """Faust's producer, recording each send as (topic, key, JSON value, partition)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, Any, int | None]] = []
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+        timestamp: float | None, headers: Any,
+    ) -> None:  # fmt: skip
+        self.sent.append((topic, key, json.loads(value or b"null"), partition))
+
+
+def _worker_with_accounts(
+    monkeypatch: pytest.MonkeyPatch, source: tuple[str, int], stored: list[Any]
+) -> _Producer:
+    """Stage 1 owning ``source`` (a balances partition), its account state topic holding
+    ``stored``: batches of (account, balance), or an exception raised instead of a batch."""
+    producer = _Producer()
+
+    class App:
+        async def maybe_start_producer(self) -> _Producer:
+            return producer
+
+    async def read_accounts(bootstrap: Any, topic: str, partition: int) -> Any:
+        assert partition == source[1]
+        for batch in stored:
+            if isinstance(batch, Exception):
+                raise batch
+            yield batch
+
+    monkeypatch.setattr(ingest, "app", App())
+    monkeypatch.setattr(ingest, "read_accounts", read_accounts)
+    monkeypatch.setattr(ingest, "extractors", {})
+    monkeypatch.setattr(ingest, "unkept", set())
+    monkeypatch.setitem(ingest.owned, source, 0.0)
+    return producer
+
+
+def _zero_read_violations(extractor: Extractor, account: str) -> int:
+    record = {"service": "wallet", "kind": "read", "account_id": account, "balance": 0}
+    zero = BALANCE_COUNTERS.index("zero_unexplained")
+    return sum(u[2] == zero for u in extractor.updates("balances", record))
+
+
+def test_accounts_recalled_from_the_account_state_are_judged_as_known(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = ("balances", 2)
+    _worker_with_accounts(monkeypatch, source, [[("a", 5000.0), ("b", 0.0)], [("c", 7.0)]])
+    extractor = ingest.extractor_for(source)
+    asyncio.run(ingest.recall_accounts(source, extractor))
+    assert [_zero_read_violations(extractor, x) for x in "abcd"] == [1, 0, 1, 0]
+    # Recalled accounts are not new: only d, first seen here, is to be sent.
+    assert extractor.balances.take_changed() == {"d": 0.0}
+
+
+def test_changed_accounts_go_to_their_balances_partition_keyed_by_account(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = ("balances", 3)
+    producer = _worker_with_accounts(monkeypatch, source, [])
+    extractor = ingest.extractor_for(source)
+    for account, balance in (("a", 10.0), ("b", 0.0), ("a", 12.0)):
+        rec = {"service": "wallet", "kind": "read", "account_id": account, "balance": balance}
+        list(extractor.updates("balances", rec))
+    asyncio.run(ingest.publish_accounts(source))
+    topic = ingest.account_state_topic.get_topic_name()
+    assert producer.sent == [
+        (topic, b"a", {"account": "a", "balance": 10.0}, 3),
+        (topic, b"b", {"account": "b", "balance": 0.0}, 3),
+    ]
+    asyncio.run(ingest.publish_accounts(source))
+    assert len(producer.sent) == 2  # sent once
+
+
+def test_without_the_account_state_partition_the_worker_says_so_and_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = ("balances", 5)
+    missing = NoSuchPartition("radar-account-state has no partition 5 (it has 4)")
+    producer = _worker_with_accounts(monkeypatch, source, [missing])
+    extractor = ingest.extractor_for(source)
+    asyncio.run(ingest.recall_accounts(source, extractor))
+    assert source in ingest.unkept
+    assert "has no partition 5 (it has 4)" in caplog.text
+    assert "with as many partitions as the balances topic" in caplog.text
+    rec = {"service": "wallet", "kind": "read", "account_id": "a", "balance": 1.0}
+    list(extractor.updates("balances", rec))
+    asyncio.run(ingest.publish_accounts(source))
+    assert producer.sent == []
+    assert extractor.balances.take_changed() == {}  # taken and dropped: memory stays bounded
+
+
+def test_a_failed_read_keeps_the_accounts_recalled_so_far(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = ("balances", 1)
+    _worker_with_accounts(monkeypatch, source, [[("a", 5.0)], RadarError("broker gone")])
+    extractor = ingest.extractor_for(source)
+    asyncio.run(ingest.recall_accounts(source, extractor))
+    assert "with the 1 accounts recalled so far" in caplog.text
+    assert source not in ingest.unkept
+    assert _zero_read_violations(extractor, "a") == 1
