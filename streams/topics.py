@@ -24,9 +24,9 @@ windows_topic = app.topic(
 )
 
 #: Internal, compacted: each account's balance when stage 1 first learned it or its funded
-#: status flipped, keyed by account, on the partition of its balances record
-#: (:func:`streams.agents.ingest.publish_accounts`); read back by a worker taking the
-#: balances partition over (:func:`streams.agents.ingest.rebuild_state`).
+#: status flipped, keyed by account, on the partition of its balances record; written as JSON
+#: through Faust's producer (:func:`streams.agents.ingest.publish_accounts`), read back by a
+#: worker taking the balances partition over (:func:`streams.agents.ingest.recall_accounts`).
 account_state_topic = app.topic(
     settings.topics.account_state, key_serializer="raw", value_serializer="json", internal=True
 )

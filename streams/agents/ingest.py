@@ -147,6 +147,12 @@ async def recall_accounts(source: Source, extractor: Extractor) -> None:
     ``RADAR_ACCOUNT_STATE=false``). Read a batch at a time: the extractor keeps the most
     recent accounts up to its capacity. A failed read is logged and the partition goes on
     with the accounts recalled so far and the history.
+
+    The topic may hold changes of records after the committed offset (handled, not yet
+    committed), which the new owner reads again: an account known unfunded, not seen in the
+    history, that read 0 and was then funded within those records reads funded before its
+    zero read, which counts as a violation. One record at most per such account, where an
+    incident needs a burst.
     """
     partition = source[1]
     topic = account_state_topic.get_topic_name()
