@@ -20,7 +20,7 @@ a one-partition topic and ``K`` times reads them back into a fresh extractor
 (:func:`streams.restore.read_accounts`, then ``recall``), printed before the last line (as
 measured 2026-12-04)::
 
-    accounts: accounts=100321 seconds=0.7 accounts_per_s=140358 (median of 3, range 140,166..)
+    accounts: accounts=100321 seconds=0.7 accounts_per_s=140358 (median of 3, range ...)
 """
 
 from __future__ import annotations
