@@ -94,7 +94,7 @@ def publish_accounts(bootstrap: str, topic: str, lines: list[bytes]) -> int:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, **PRODUCER_SETTINGS)
     try:
         for account, balance in changed.items():
-            value = json.dumps(account_message(account, balance)).encode()
+            value = account_message(account, balance)
             producer.send(topic, key=account.encode(), value=value, partition=0)
         producer.flush()
     finally:

@@ -188,14 +188,14 @@ async def read_topic(
         await consumer.stop()
 
 
-def account_message(account: str, balance: float) -> dict[str, Any]:
-    """The account state topic's message (JSON) of one account, as :func:`read_accounts`
-    reads it back; its key is the account id.
+def account_message(account: str, balance: float) -> bytes:
+    """The account state topic's message (JSON bytes) of one account, as
+    :func:`read_accounts` reads it back; its key is the account id.
 
     >>> account_message("a0392666", 2540000.0)
-    {'account': 'a0392666', 'balance': 2540000.0}
+    b'{"account": "a0392666", "balance": 2540000.0}'
     """
-    return {"account": account, "balance": balance}
+    return json.dumps({"account": account, "balance": balance}).encode()
 
 
 class NoSuchPartition(RadarError):

@@ -33,7 +33,6 @@ back before the history (:func:`recall_accounts`).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections import defaultdict
@@ -133,7 +132,7 @@ async def publish_accounts(source: Source) -> None:
     # data set's balances) cost the worker 12 % of its throughput through Topic.send.
     producer, topic = await app.maybe_start_producer(), account_state_topic.get_topic_name()
     for account, balance in changed.items():
-        value = json.dumps(account_message(account, balance)).encode()
+        value = account_message(account, balance)
         await producer.send(topic, account.encode(), value, source[1], None, None)
 
 
