@@ -551,7 +551,8 @@ class Pacer:
 # --------------------------------------------------------------------------- file sources
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, uncompressed if its name ends in ``.gz``."""
     if path.name.endswith(".gz"):
         return cast(IO[bytes], gzip.GzipFile(path, "rb"))
     return path.open("rb")
@@ -569,7 +570,7 @@ def file_records(path: Path, errors: ErrorLog) -> Generator[TrafficRecord, None,
     """
     number = 0
     try:
-        with _open_binary(path) as f:
+        with open_binary(path) as f:
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue

@@ -311,6 +311,44 @@ def test_bad_and_unusual_records_same_as_per_record_path(
     assert slow["maintenance"]
 
 
+def _batch(batch: FileBatch) -> tuple[Any, ...]:
+    """A file's batch as plain values (decoded rows as their builtins)."""
+    import msgspec
+
+    return (
+        batch.timestamps.tolist(), msgspec.to_builtins(batch.fast), batch.fast_pos.tolist(),
+        [(pos, record.topic, record.timestamp, record.value) for pos, record in batch.slow],
+        batch.errors,
+    )  # fmt: skip
+
+
+def test_files_read_in_small_pieces_same_as_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of ~2 kB: every file of the edge set (bad lines, a line that is not UTF-8, no
+    final newline, gzip, a truncated gzip) splits into many, and the batch is the same as
+    from one piece: rows, positions, per-record rows, errors and their line numbers."""
+    _edge_files(tmp_path)
+    files = [p for p in traffic_files(tmp_path) if not p.name.endswith(".json")]
+    whole = {p: _batch(load_file(p)) for p in files}
+    monkeypatch.setattr(fastload, "CHUNK_BYTES", 2000)
+    pieces = {p: list(fastload._pieces(p)) for p in files if p.name.startswith("trans")}
+    assert len(pieces[tmp_path / "transactions.jsonl"]) > 50
+    for path in files:
+        assert _batch(load_file(path)) == whole[path], path.name
+    _assert_same(tmp_path, monkeypatch)  # and so is the whole run, windows and incidents
+
+
+def test_a_line_that_is_not_utf8_leaves_the_other_lines_on_the_fast_path(
+    tmp_path: Path,
+) -> None:
+    """Only its piece is read line by line: before, the whole file was (per record)."""
+    _edge_files(tmp_path)
+    batch = load_file(tmp_path / "transactions.jsonl")
+    assert len(batch.fast) > 0.9 * len(batch.timestamps) > 1000
+    assert [kind for _, kind, _ in batch.errors].count("not UTF-8") == 1
+
+
 def test_balances_beyond_capacity_replayed_record_by_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
