@@ -225,6 +225,46 @@ def test_evaluate_report_and_warm_start(traffic: dict[str, Any]) -> None:
     assert "detected after" in index and lines[0] in index and lines[-1] in index
 
 
+def _timeless(out: str) -> list[str]:
+    """Output lines without the figures that time the run."""
+    return [re.sub(r"\bin [\d.]+ s|\(\d[\d,]* events/s|events_per_s=\d+", "T", line)
+            for line in out.splitlines()]  # fmt: skip
+
+
+def test_evaluate_record_by_record_when_the_columns_would_not_fit(
+    traffic: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams import evaluate, fastload
+
+    root = traffic["root"]
+    args = (str(root / "input"), None, None, False, None, str(root / "history"), 1)
+    used: list[str] = []
+    for name in ("run", "run_records"):
+        original = getattr(evaluate, name)
+        monkeypatch.setattr(evaluate, name, lambda *a, _f=original, _n=name, **k: (
+            used.append(_n), _f(*a, **k))[1])  # fmt: skip
+    assert evaluate_main(*args, mode="columns") == 0
+    columns = capsys.readouterr()
+    assert evaluate_main(*args, mode="records") == 0
+    records = capsys.readouterr()
+    assert used == ["run", "run_records"]
+    assert _timeless(records.out) == _timeless(columns.out) and "detected=1/1" in columns.out
+    assert not columns.err and not records.err
+    # auto: ~38,000 records (input and warm start) by columns need ~0.23 GB
+    monkeypatch.setattr(fastload, "available_memory", lambda: 0.25e9)
+    assert evaluate_main(*args) == 0
+    tight = capsys.readouterr()
+    assert used[-1] == "run_records" and _timeless(tight.out) == _timeless(columns.out)
+    assert tight.err.startswith("evaluate: by columns these ~0.0 million records would take")
+    assert "more than 80% of the 0.2 GB available: reading them record by record" in tight.err
+    monkeypatch.setattr(fastload, "available_memory", lambda: 0.3e9)
+    assert evaluate_main(*args) == 0
+    assert used[-1] == "run" and not capsys.readouterr().err
+    monkeypatch.setattr(fastload, "available_memory", lambda: None)  # unknown: by columns
+    assert evaluate_main(*args) == 0
+    assert used[-1] == "run"
+
+
 def test_evaluate_report_dir_that_is_a_file_exits_2_before_the_run(
     traffic: dict[str, Any], tmp_path: Path
 ) -> None:
