@@ -289,7 +289,8 @@ PROGRESS_LINES = 50_000
 #: dropped once it is counted, so what a file's text and rows take while it is read is bounded
 #: by this, not by the file (its columns stay, ~100 bytes a record). Measured on a simulated
 #: calm week (21.7 million records, 6.4 GB, its largest file 2.3 GB): ``evaluate``'s peak
-#: resident memory 8.4 GB, against 10.9 GB when each file was read whole.
+#: resident memory 8.4 GB, against 10.9 GB when each file was read whole (7.3 GB once the
+#: files' counts were no longer kept twice while joined).
 CHUNK_BYTES = 64 * 1024 * 1024
 
 #: Told how many bytes (as stored, compressed or not) of the file being read are done.
@@ -608,7 +609,9 @@ _OTP_ARRAYS = ("stage", "code")
 
 
 def _join(parts: list[_Counted]) -> _Counted:
-    """Records of several parts, one after the other."""
+    """Records of several parts, one after the other (one part: itself)."""
+    if len(parts) == 1:
+        return parts[0]
     offsets = np.cumsum([0, *(p.n for p in parts)])
     updates = _cat(
         [
@@ -928,9 +931,9 @@ def records_estimate(path: Path) -> float:
 
 
 #: Peak resident memory of the columnar path per input record, in bytes, rounded up from
-#: what was measured (``/usr/bin/time``, 2026-12-04): 8.4 GB for a simulated calm week of
-#: 21.7 million records at ``--rate 50`` (387 bytes a record), 1.39 GB for one day of 2.6
-#: million (480 bytes a record, 140 MB of it the interpreter and its imports).
+#: what was measured (``/usr/bin/time``, 2026-12-04): 7.3 GB for a simulated calm week of
+#: 21.7 million records at ``--rate 50`` (336 bytes a record), 1.29 GB for one day of 2.6
+#: million (440 bytes a record after the 140 MB of the interpreter and its imports).
 COLUMN_BYTES_PER_RECORD = 500
 #: Memory the process takes before any record is read (the interpreter and its imports), bytes.
 BASE_BYTES = 200 * 1024 * 1024
@@ -1035,7 +1038,8 @@ def _result(future: Any, tally: _Tally, share: list[Path]) -> list[_Loaded]:
             names = ", ".join(p.name for p in share)
             raise RadarError(
                 f"the process reading {names} stopped before it finished ({exc}); out of "
-                "memory? Run again with --jobs 1: one process, one decoded file at a time"
+                "memory? Run again with --jobs 1 (one reading process) or --mode records "
+                "(record by record, in constant memory)"
             ) from exc
         tally.poll()
         return loaded
@@ -1257,7 +1261,8 @@ def _detect(
     """Count the valid records of ``data`` into windows and run ``pipeline``'s engine and
     manager on them, as adding them one by one and finishing would; returns the event time
     of the first valid record (in merged order) and the latest one (None without any). The
-    windows judged are shown on stderr as ``label: ...`` (None: not shown)."""
+    windows judged are shown on stderr as ``label: ...`` (None: not shown). The batches'
+    counts are taken from them (``counted`` is None after), so that they are not kept twice."""
     from streams.progress import Progress
 
     batches, merged, cells, ids = data.batches, data.merged, data.cells, data.ids
@@ -1273,6 +1278,7 @@ def _detect(
             if b.family == family and b.counted is not None:
                 parts.append(b.counted)
                 fast_g.append(merged.rank[merged.offsets[i] + b.fast_pos])
+                b.counted = None  # joined below: not kept twice
         slow_rows = slow_valid.get(family, [])
         if slow_rows:
             table = ids.setdefault(family, _Codes())
