@@ -605,8 +605,8 @@ def evaluate_main(
     ),
     option(
         "--jobs", type=int, default=None, metavar="N",
-        help="Processes that read and count the input files (default: the cores, at most 4; "
-        "1 reads in this process, one decoded piece of a file (64 MB) in memory at a time).",
+        help="Processes that read and count the input files by columns (default: the cores, "
+        "at most 4; 1 reads in this process, one decoded piece of a file (64 MB) at a time).",
     ),
     option(
         "--mode", type=click.Choice(MODES), default="auto", show_default=True,
